@@ -1,0 +1,88 @@
+"""Where graphs run: an in-process scheduler, a LocalCluster, or an existing Dask scheduler."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+
+import dask
+from distributed import Client, LocalCluster
+
+from jwdask.errors import JwdaskError
+
+log = logging.getLogger(__name__)
+
+IN_PROCESS = ("threads", "sync", "synchronous", "processes")
+"""``scheduler`` values that run graphs in this process with a dask local scheduler."""
+
+
+@contextlib.contextmanager
+def client(scheduler: str | None = None, *, n_workers: int | None = None, threads_per_worker: int = 1,
+           memory_limit: str | int | None = "auto", dashboard: bool = True) -> Iterator[Client | None]:
+    """Open the compute backend for a run and make it the default for ``dask.compute``.
+
+    Parameters
+    ----------
+    scheduler : str, optional
+        ``None``: a LocalCluster of worker processes on this machine (its dashboard link
+        is logged). ``"tcp://host:port"`` (or any address ``distributed`` accepts): an
+        existing scheduler. ``"threads"``/``"sync"``: no cluster, dask's in-process scheduler.
+    n_workers : int, optional
+        LocalCluster worker processes (default: one per core).
+    threads_per_worker : int
+        Threads per LocalCluster worker.
+    memory_limit : str or int, optional
+        Per-worker memory limit of the LocalCluster (``"4GB"``; ``"auto"`` shares the RAM).
+
+    Yields
+    ------
+    distributed.Client or None
+        ``None`` for the in-process schedulers.
+    """
+    if scheduler in IN_PROCESS:
+        with dask.config.set(scheduler="sync" if scheduler == "synchronous" else scheduler):
+            yield None
+        return
+    if scheduler is None:
+        cluster = LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker,
+                               memory_limit=memory_limit,
+                               dashboard_address=":0" if dashboard else None)
+        with cluster, Client(cluster) as c:
+            if dashboard:
+                log.info("LocalCluster with %d workers; Dask dashboard: %s",
+                         len(cluster.workers), c.dashboard_link)
+            yield c
+        return
+    try:
+        c = Client(scheduler, timeout="10s")
+    except (OSError, TimeoutError) as exc:
+        msg = f"cannot reach the Dask scheduler at {scheduler}: {exc}"
+        raise JwdaskError(msg) from exc
+    with c:
+        log.info("connected to the Dask scheduler at %s; dashboard: %s", scheduler, c.dashboard_link)
+        yield c
+
+
+def compute(*collections: object, progress: bool = False) -> tuple[object, ...]:
+    """``dask.compute`` on the current backend, with a progress bar when asked.
+
+    With a ``distributed`` client the bar follows the cluster's tasks; otherwise dask's
+    local progress bar is used.
+    """
+    if not progress:
+        return dask.compute(*collections)
+    try:
+        current = Client.current()
+    except ValueError:
+        current = None
+    if current is None:
+        from dask.diagnostics import ProgressBar
+
+        with ProgressBar():
+            return dask.compute(*collections)
+    from distributed import progress as show_progress
+
+    futures = current.compute(list(collections))
+    show_progress(futures)
+    return tuple(current.gather(futures))

@@ -1,0 +1,167 @@
+"""What each ``jwdask`` CLI command does; :mod:`jwdask.cli` only parses arguments."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import posixpath
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import xarray as xr
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from jwdask import cluster
+from jwdask.errors import ParameterError
+from jwdask.io import keywords
+from jwdask.io.fitsfile import scan
+from jwdask.io.products import compute_writes, open_product
+from jwdask.io.uncal import open_uncal
+from jwdask.io.zarr_store import open_zarr, to_zarr
+from jwdask.pipeline import Pipeline, parse_overrides
+
+log = logging.getLogger(__name__)
+console = Console()
+
+
+def simulate(preset: str, out: Path, seed: int) -> int:
+    """Write a simulated program; print where its parts are."""
+    from jwdask.simulate import simulate_program
+
+    prog = simulate_program(preset, out, seed=seed)
+    console.print(f"[bold green]simulated[/] preset {preset!r} (seed {seed}) in {prog.out_dir}")
+    console.print(f"  {len(prog.uncal)} raw exposures, references in {prog.refs_dir}, truth in {prog.truth_dir}")
+    return 0
+
+
+def info(files: Sequence[str]) -> int:
+    """Print a summary of each file: kind, instrument setup, arrays, steps and references."""
+    for url in files:
+        if url.rstrip("/").endswith(".zarr"):
+            _print_dataset(url, open_zarr(url))
+            continue
+        scanned = scan(url)
+        ds = open_uncal(url) if "SCI" in scanned.images and scanned.images["SCI"].ndim == 4 \
+            and scanned.headers["PRIMARY"].get("DATAMODL") == "Level1bModel" else open_product(url)
+        _print_dataset(url, ds)
+    return 0
+
+
+def _print_dataset(url: str, ds: xr.Dataset) -> None:
+    meta = ds.attrs.get("meta", {})
+    table = Table(title=f"{url}  [dim]({ds.attrs.get('kind', meta.get('model_type', '?'))})[/]",
+                  show_header=False, title_justify="left")
+    table.add_column(style="bold cyan")
+    table.add_column()
+    get = keywords.get
+    rows = [
+        ("instrument", " ".join(str(get(meta, p, "")) for p in
+                                ("instrument.name", "instrument.detector", "instrument.filter", "instrument.pupil"))),
+        ("exposure", f"{get(meta, 'exposure.type', '')}  {get(meta, 'exposure.readpatt', '')}  "
+                     f"NINTS={get(meta, 'exposure.nints', '')} NGROUPS={get(meta, 'exposure.ngroups', '')}"),
+        ("subarray", f"{get(meta, 'subarray.name', '')}  start=({get(meta, 'subarray.xstart', '')}, "
+                     f"{get(meta, 'subarray.ystart', '')})"),
+        ("pointing", f"RA_REF={get(meta, 'wcsinfo.ra_ref', '')} DEC_REF={get(meta, 'wcsinfo.dec_ref', '')}"),
+    ]
+    for name, var in ds.data_vars.items():
+        if "." not in str(name):
+            unit = var.attrs.get("units", "")
+            rows.append((str(name), f"{dict(var.sizes)}  {var.dtype}  {unit}"))
+    for name in ds.attrs.get("tables", {}):
+        rows.append((f"table {name}", f"{ds.sizes[f'{name}_row']} rows"))
+    steps = get(meta, "cal_step", {})
+    if steps:
+        rows.append(("steps", ", ".join(f"{k}={v}" for k, v in steps.items())))
+    refs = {k: v.get("name") for k, v in get(meta, "ref_file", {}).items() if isinstance(v, dict) and "name" in v}
+    if refs:
+        rows.append(("references", ", ".join(f"{k}={v}" for k, v in refs.items())))
+    if "wcs" in ds.attrs:
+        rows.append(("wcs", str(ds.attrs["wcs"].output_frame)))
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+
+
+def ref_provider(args: argparse.Namespace) -> Any:
+    """The RefProvider of the ``--ref``/``--refs-dir``/``--crds-*`` options."""
+    from jwdask.refs import RefProvider
+
+    overrides = {}
+    for item in args.ref:
+        reftype, sep, path = item.partition("=")
+        if not sep:
+            msg = f"--ref takes REFTYPE=PATH, got '{item}'"
+            raise ParameterError(msg)
+        overrides[reftype.lower()] = path
+    return RefProvider(overrides=overrides, refs_dir=args.refs_dir, crds_cache=args.crds_cache,
+                       crds_context=args.crds_context)
+
+
+def load_pipeline(stage: str, config: Path | None, overrides: Sequence[str]) -> Pipeline:
+    """The stage's pipeline with the user's YAML and ``--steps.*`` overrides applied."""
+    pipeline = Pipeline.load(stage)
+    if config is not None:
+        spec = yaml.safe_load(config.read_text()) or {}
+        pipeline = pipeline.with_params(**spec.get("steps", {}))
+    return pipeline.with_params(**parse_overrides(overrides))
+
+
+def open_input(url: str, kind: str, tile: int) -> xr.Dataset:
+    """Open one pipeline input of the kind the pipeline takes."""
+    if url.rstrip("/").endswith(".zarr"):
+        return open_zarr(url)
+    if kind == "uncal":
+        return open_uncal(url, tile=(tile, tile))
+    return open_product(url, tile=(tile, tile))
+
+
+def run(args: argparse.Namespace, overrides: Sequence[str]) -> int:
+    """``jwdask run``: build every input's graph, then compute all products together."""
+    pipeline = load_pipeline(args.stage, args.config, overrides)
+    refs = ref_provider(args)
+    save = [s for s in args.save_intermediates.split(",") if s]
+    with cluster.client(args.scheduler, n_workers=args.workers, memory_limit=args.memory_limit):
+        urls = run_pipeline(pipeline, args.inputs, args.out, refs, tile=args.tile, save_after=save,
+                            zarr=args.zarr)
+    for url in urls:
+        console.print(f"[green]wrote[/] {url}")
+    return 0
+
+
+def run_pipeline(pipeline: Pipeline, inputs: Sequence[str], out: str, refs: Any, *, tile: int = 512,
+                 save_after: Sequence[str] = (), zarr: bool = False) -> list[str]:
+    """Run ``pipeline`` on every input on the current backend; return the written URLs."""
+    pending, stores = [], []
+    for url in inputs:
+        ds = open_input(url, pipeline.input, tile)
+        final, intermediates = pipeline.run_all(ds, refs, save_after=save_after)
+        pending += pipeline.prepare(final, out)
+        root = posixpath.basename(url).rsplit("_", 1)[0]
+        for step, inter in intermediates.items():
+            stores.append((inter, posixpath.join(out, f"{root}_{step}.zarr")))
+        if zarr:
+            for suffix, product in pipeline.product_datasets(final).items():
+                stores.append((product, posixpath.join(out, f"{root}_{suffix}.zarr")))
+    urls = compute_writes(pending, progress=True)
+    for ds, store in stores:
+        urls.append(to_zarr(ds, store, overwrite=True))
+    return urls
+
+
+def demo(out: Path, preset: str, seed: int, scheduler: str | None, workers: int) -> int:
+    """Simulate a small program, run every stage that exists, write products and a PNG."""
+    from jwdask.quicklook import quicklook_png
+    from jwdask.refs import RefProvider
+    from jwdask.simulate import simulate_program
+
+    prog = simulate_program(preset, out / "simulated", seed=seed)
+    refs = RefProvider(refs_dir=str(prog.refs_dir))
+    products = out / "products"
+    with cluster.client(scheduler, n_workers=workers):
+        rates = run_pipeline(Pipeline.load("detector1"), [str(p) for p in prog.uncal], str(products), refs)
+    png = quicklook_png([u for u in rates if u.endswith("_rate.fits")], out / "quicklook.png")
+    console.print(f"[bold green]demo done[/]: {len(rates)} products in {products}, quick look {png}")
+    return 0
