@@ -10,7 +10,6 @@ or :meth:`Pipeline.with_params`, and insert their own steps with :meth:`Pipeline
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import importlib
 import inspect
@@ -24,8 +23,8 @@ import xarray as xr
 import yaml
 
 from jwdask.errors import ParameterError
-from jwdask.io import keywords
 from jwdask.io.products import PRODUCTS, PendingWrite, compute_writes, prepare_write, product_url
+from jwdask.steps import skipped
 
 log = logging.getLogger(__name__)
 
@@ -178,8 +177,7 @@ class Pipeline:
             s.check_params()
         for s in self.steps:
             if s.skip:
-                log.info("%s: skipped", s.name)
-                ds = _mark(ds, s.name, "SKIPPED")
+                ds = skipped(ds, s.name, "skip=True")
             else:
                 log.debug("%s: building graph with %s", s.name, dict(s.params))
                 ds = s.callable()(ds, refs, **dict(s.params))
@@ -205,14 +203,6 @@ class Pipeline:
         """Compute and write every product of ``ds``; returns the product URLs."""
         return compute_writes(self.prepare(ds, out_dir, storage_options=storage_options),
                               progress=progress)
-
-
-def _mark(ds: xr.Dataset, step: str, status: str) -> xr.Dataset:
-    """``ds`` with ``meta["cal_step"][step] = status`` (a new attrs dict; ``ds`` is untouched)."""
-    out = ds.copy()
-    out.attrs = copy.deepcopy(dict(ds.attrs))
-    keywords.put(out.attrs.setdefault("meta", {}), ("cal_step", step), status)
-    return out
 
 
 def parse_overrides(items: Iterable[str]) -> dict[str, dict[str, Any]]:

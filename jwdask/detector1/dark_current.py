@@ -1,0 +1,81 @@
+"""dark_current: subtract the dark [DN], averaged to the science readout pattern.
+
+The NIR DARK reference holds one plane per frame; it is extrapolated if too short, averaged
+over NFRAMES frames per group with GROUPGAP frames skipped, and subtracted from every
+integration. NaN dark values count as 0; the dark dq is OR-ed into ``pixeldq``. The DARK
+must cover exactly the science window (jwst does not cut darks).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from jwdask.detector1._ramp import exposure, require_ramp
+from jwdask.errors import ReferenceFileError
+from jwdask.io import keywords
+from jwdask.steps import completed, reference, skipped
+
+
+def dark_current(ds: xr.Dataset, refs: Any, *, average_dark_current: float | None = None) -> xr.Dataset:
+    """Subtract the dark.
+
+    Parameters
+    ----------
+    average_dark_current : float, optional
+        Dark current stored for ramp_fit's Poisson variance [used as DN/s by jwst]; default:
+        the reference's AVDRKCUR extension or keyword, else 0.
+    """
+    require_ramp(ds, "dark_current")
+    ref, name = reference(refs, "dark", ds)
+    if ref is None:
+        return skipped(ds, "dark_current", "no dark reference", ref_files={"dark": name})
+    if ref.sci.ndim != 3:
+        msg = f"{name}: MIRI-style 4-D darks are not implemented in jwdask yet"
+        raise NotImplementedError(msg)
+    ref_meta = ref.attrs.get("meta", {})
+    if "subarray" in ref_meta and keywords.get(ref_meta, "subarray.xsize") not in (None, ds.sizes["x"]):
+        msg = (f"{name}: dark window {keywords.get(ref_meta, 'subarray.xsize')}x"
+               f"{keywords.get(ref_meta, 'subarray.ysize')} differs from the science subarray "
+               f"{ds.sizes['x']}x{ds.sizes['y']} (darks are not cut)")
+        raise ReferenceFileError("dark", msg)
+    nf, gg, ng = (int(exposure(ds, k)) for k in ("nframes", "groupgap", "ngroups"))
+    nfd = int(keywords.get(ref_meta, "exposure.nframes", 1))
+    ggd = int(keywords.get(ref_meta, "exposure.groupgap", 0))
+    if nfd > nf or ggd > gg:
+        return skipped(ds, "dark_current", f"dark NFRAMES/GROUPGAP {nfd}/{ggd} exceed the science "
+                       f"{nf}/{gg}", ref_files={"dark": name})
+    dark = _extend(ref.sci.astype(np.float32), ng * nf + (ng - 1) * gg, nfd, ggd).fillna(0)
+    if nfd == nf and ggd == gg:
+        averaged = dark.isel(group=slice(0, ng))
+    else:
+        planes = [dark.isel(group=slice(g * (nf + gg), g * (nf + gg) + nf)).mean("group")
+                  for g in range(ng)]
+        averaged = xr.concat(planes, dim="group")
+    sci = (ds.sci - averaged.astype(np.float32)).astype(np.float32).transpose(*ds.sci.dims)
+    sci.attrs = dict(ds.sci.attrs)
+    variables = {"sci": sci, "pixeldq": ds.pixeldq | ref.dq.astype(np.uint32)}
+    if average_dark_current is not None:
+        avg = xr.full_like(ds.pixeldq, average_dark_current, dtype=np.float32)
+    elif "avdrkcur" in ref:
+        avg = ref.avdrkcur.astype(np.float32)
+    else:
+        avg = xr.full_like(ds.pixeldq, float(keywords.get(ref_meta, "exposure.average_dark_current", 0.0) or 0.0),
+                           dtype=np.float32)
+    variables["average_dark_current"] = avg
+    return completed(ds, "dark_current", variables, ref_files={"dark": name})
+
+
+def _extend(dark: xr.DataArray, frames_sci: int, nfd: int, ggd: int) -> xr.DataArray:
+    """Extrapolate a too-short dark linearly from its last two planes (spec §6.10.1)."""
+    ngd = dark.sizes["group"]
+    frames_dark = ngd * nfd + (ngd - 1) * ggd
+    if frames_sci <= frames_dark:
+        return dark
+    add = math.ceil((frames_sci - frames_dark + ggd) / (nfd + ggd))
+    last, step = dark.isel(group=-1), dark.isel(group=-1) - dark.isel(group=-2)
+    extra = [last + k * step for k in range(1, add + 1)]
+    return xr.concat([dark, *[e.expand_dims("group") for e in extra]], dim="group")

@@ -1,0 +1,89 @@
+"""ramp_fit: fit a slope to every ramp (OLS_C of jwst 3.0 / stcal), per (y, x) tile.
+
+Rates in DN/s, variances in (DN/s)^2. The Dataset returned holds the rate arrays
+(``sci, err, dq, var_poisson, var_rnoise`` on ``(y, x)``) and the per-integration arrays
+(``<name>_ints`` on ``(integration, y, x)``); :func:`rate_product` and
+:func:`rateints_product` give the ``_rate`` and ``_rateints`` layouts.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+from jwdask.detector1._ramp import exposure, require_ramp
+from jwdask.errors import ParameterError
+from jwdask.kernels.ramp_fit import fit_ramps
+from jwdask.steps import completed, reference
+from jwdask.tiles import map_tiles
+
+RATE_VARS = ("sci", "err", "dq", "var_poisson", "var_rnoise")
+_KERNEL_NAMES = {"sci": "slope", "err": "err", "dq": "dq", "var_poisson": "var_poisson",
+                 "var_rnoise": "var_rnoise"}
+
+
+def ramp_fit(ds: xr.Dataset, refs: object, *, algorithm: str = "OLS_C", suppress_one_group: bool = True,
+             firstgroup: int | None = None, lastgroup: int | None = None) -> xr.Dataset:
+    """Fit ramps [DN] to count rates [DN/s] with the OLS_C algorithm of jwst 3.0.
+
+    Parameters
+    ----------
+    algorithm : {"OLS_C"}
+        Only OLS_C is available; LIKELY raises NotImplementedError.
+    suppress_one_group : bool
+        Ignore ramps with a single good group (jwst default True).
+    firstgroup, lastgroup : int, optional
+        0-based groups before/after which every group is marked DO_NOT_USE.
+    """
+    if algorithm.upper() == "LIKELY":
+        msg = "ramp_fit algorithm LIKELY is not implemented in jwdask; use OLS_C"
+        raise NotImplementedError(msg)
+    if algorithm.upper() != "OLS_C":
+        msg = f"ramp_fit: unknown algorithm {algorithm!r} (OLS_C or LIKELY)"
+        raise ParameterError(msg)
+    require_ramp(ds, "ramp_fit")
+    gain, gain_name = reference(refs, "gain", ds)
+    readnoise, rn_name = reference(refs, "readnoise", ds)
+    if gain is None or readnoise is None:
+        msg = "ramp_fit needs gain and readnoise reference files (got N/A)"
+        raise ParameterError(msg)
+    outputs = {f"{name}_ints" if ints else name: ((("integration",) if ints else ()) + ("y", "x"),
+                                                   np.uint32 if name == "dq" else np.float32)
+               for name in RATE_VARS for ints in (False, True)}
+    names = {f"{k}_ints": f"{v}_ints" for k, v in _KERNEL_NAMES.items()} | _KERNEL_NAMES
+    fitted = map_tiles(
+        _fit_tile, [ds.sci, ds.groupdq, ds.pixeldq, readnoise.sci, gain.sci, ds.get("zeroframe")],
+        outputs, like=ds.sci, name="ramp_fit",
+        names=names, frame_time=float(exposure(ds, "frame_time")),
+        group_time=float(exposure(ds, "group_time")), nframes=int(exposure(ds, "nframes")),
+        groupgap=int(exposure(ds, "groupgap")), dropframes1=int(exposure(ds, "drop_frames1", 0) or 0),
+        suppress_one_group=suppress_one_group, firstgroup=firstgroup, lastgroup=lastgroup,
+    )
+    for name in ("sci", "err", "var_poisson", "var_rnoise"):
+        fitted[name].attrs["units"] = "DN/s" if name in ("sci", "err") else "(DN/s)**2"
+        fitted[f"{name}_ints"].attrs["units"] = fitted[name].attrs["units"]
+    out = ds.drop_vars([v for v in ("sci", "groupdq", "pixeldq", "zeroframe") if v in ds])
+    gainfact = gain.attrs.get("meta", {}).get("exposure", {}).get("gain_factor")
+    meta = {"bunit_data": "DN/s", "bunit_err": "DN/s"}
+    if gainfact is not None:
+        meta["exposure.gain_factor"] = gainfact
+    return completed(out, "ramp_fit", fitted, ref_files={"gain": gain_name, "readnoise": rn_name}, meta=meta)
+
+
+def _fit_tile(sci, groupdq, pixeldq, readnoise, gain, zeroframe, *, names, **kwargs):
+    result = fit_ramps(sci, groupdq, pixeldq, readnoise, gain, zeroframe=zeroframe, **kwargs)
+    return {key: getattr(result, attr) for key, attr in names.items()}
+
+
+def rate_product(ds: xr.Dataset) -> xr.Dataset:
+    """The ``_rate`` product (ImageModel layout) of a fitted Dataset."""
+    return ds[list(RATE_VARS)].assign_attrs(ds.attrs)
+
+
+def rateints_product(ds: xr.Dataset) -> xr.Dataset:
+    """The ``_rateints`` product (CubeModel layout, with INT_TIMES) of a fitted Dataset."""
+    tables = [v for v in ds.data_vars if str(v).startswith("int_times.")]
+    out = ds[[f"{v}_ints" for v in RATE_VARS] + tables].rename({f"{v}_ints": v for v in RATE_VARS})
+    out.attrs = dict(ds.attrs)
+    out.attrs["tables"] = {k: v for k, v in ds.attrs.get("tables", {}).items() if k == "int_times"}
+    return out
