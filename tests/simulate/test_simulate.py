@@ -316,37 +316,9 @@ def test_refcat_and_sources(prog: Program) -> None:
 def test_official_detector1_recovers_truth(prog: Program, tmp_path: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """jwst's Detector1, fed only the simulated references, returns the truth rate."""
-    pipeline = pytest.importorskip("jwst.pipeline")
-    config = tmp_path / "crds" / "config" / "jwst"
-    config.mkdir(parents=True)
-    (config / "server_config").write_text(
-        "{'observatory': 'jwst', 'operational_context': 'jwst_9001.pmap', 'edit_context': "
-        "'jwst_9001.pmap', 'versions_context': 'jwst_9001.pmap', 'bad_files': '', "
-        "'bad_files_list': [], 'force_remote_mode': False, 'last_synced': '2026-01-01 00:00:00', "
-        "'crds_version': {}, 'mapping_url': {}, 'reference_url': {}, 'download_metadata_chunks': 50}\n")
-    for key, value in {"CRDS_PATH": str(tmp_path / "crds"), "CRDS_MODE": "local",
-                       "CRDS_SERVER_URL": "https://jwst-serverless-mode.stsci.edu",
-                       "CRDS_CONTEXT": "jwst_9001.pmap",
-                       "STPIPE_DISABLE_CRDS_STEPPARS": "True"}.items():
-        monkeypatch.setenv(key, value)
-    refs = {k: str(v) for k, v in prog.reference_files.items()}
-    steps = {
-        "dq_init": {"override_mask": refs["mask"]},
-        "saturation": {"override_saturation": refs["saturation"], "override_superbias": refs["superbias"]},
-        "ipc": {"override_ipc": refs["ipc"]},
-        "superbias": {"override_superbias": refs["superbias"]},
-        "refpix": {"override_refpix": "N/A", "override_sirskernel": "N/A"},
-        "linearity": {"override_linearity": refs["linearity"]},
-        "dark_current": {"override_dark": refs["dark"]},
-        "jump": {"override_gain": refs["gain"], "override_readnoise": refs["readnoise"]},
-        "ramp_fit": {"override_gain": refs["gain"], "override_readnoise": refs["readnoise"]},
-        "gain_scale": {"override_gain": refs["gain"]},
-        "persistence": {"skip": True}, "charge_migration": {"skip": True},
-        "clean_flicker_noise": {"skip": True},
-    }
-    pipe = pipeline.Detector1Pipeline(steps=steps, output_dir=str(tmp_path), save_results=True)
-    pipe.prefetch_references = False
-    pipe.run(str(prog.uncal[0]))
+    from tests.official import run_official_detector1
+
+    run_official_detector1(prog.uncal[0], prog.reference_files, tmp_path, monkeypatch)
     with fits.open(tmp_path / prog.uncal[0].name.replace("_uncal", "_rateints")) as hdul:
         rates, dq = hdul["SCI"].data.astype(np.float64), hdul["DQ"].data
     truth = fits.getdata(prog.truth_rate[0]).astype(np.float64)

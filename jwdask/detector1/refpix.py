@@ -1,0 +1,117 @@
+"""refpix: remove bias drifts [DN] measured in the reference pixels (near-IR "median").
+
+Per amplifier, sigma-clipped means of the top/bottom reference rows (even and odd columns
+apart), then a running median of the side reference columns per row; single-output subarrays
+use one mean of their reference pixels. Needs whole (y, x) planes: one task per group block.
+MIRI exposures go to :func:`jwdask.detector1.refpix_miri.refpix_miri`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+
+from jwdask.detector1._ramp import require_ramp
+from jwdask.errors import ParameterError
+from jwdask.io import keywords
+from jwdask.kernels.refpix import correct_nir
+from jwdask.steps import completed, skipped
+
+BLOCK_BYTES = 128 * 2**20
+"""Largest refpix block [bytes]: whole planes, as many groups as fit."""
+
+
+def refpix(ds: xr.Dataset, refs: Any, *, odd_even_columns: bool = True, use_side_ref_pixels: bool = True,
+           side_smoothing_length: int = 11, side_gain: float = 1.0, odd_even_rows: bool = True,
+           ovr_corr_mitigation_ftr: float = 3.0, preserve_irs2_refpix: bool = False,
+           irs2_mean_subtraction: bool = False, refpix_algorithm: str = "median", sigreject: float = 4.0,
+           gaussmooth: float = 1.0, halfwidth: int = 30, siglimit: float = 3.0) -> xr.Dataset:
+    """Correct ``sci`` with the reference pixels (jwst 3.0 parameters).
+
+    Parameters
+    ----------
+    odd_even_columns : bool
+        Separate statistics for even and odd detector columns.
+    use_side_ref_pixels : bool
+        Subtract the smoothed side (left/right) reference signal from every row.
+    side_smoothing_length : int
+        Running-median window [rows] of the side reference signal (>= 2).
+    side_gain : float
+        Factor applied to the side reference signal.
+    odd_even_rows, ovr_corr_mitigation_ftr, preserve_irs2_refpix, irs2_mean_subtraction : Any
+        NIRSpec IRS2 parameters (MIRI: ``odd_even_rows``).
+    refpix_algorithm : {"median", "sirs"}
+        Side-pixel algorithm of full frames; "sirs" is not implemented.
+    sigreject, gaussmooth, halfwidth : Any
+        SIRS parameters.
+    siglimit : float
+        Sigma-clipping limit [standard deviations] of the reference means.
+    """
+    require_ramp(ds, "refpix")
+    meta = ds.attrs.get("meta", {})
+    instrument = str(keywords.get(meta, "instrument.name", "")).upper()
+    if instrument == "MIRI":
+        module = importlib.import_module("jwdask.detector1.refpix_miri")
+        return module.refpix_miri(ds, refs, odd_even_rows=odd_even_rows)
+    if str(keywords.get(meta, "exposure.readpatt", "")).upper().startswith("NRSIRS2"):
+        msg = "refpix: NIRSpec IRS2 readouts are not implemented in jwdask"
+        raise NotImplementedError(msg)
+    if refpix_algorithm not in ("median", "sirs"):
+        msg = f"refpix: refpix_algorithm must be 'median' or 'sirs', got {refpix_algorithm!r}"
+        raise ParameterError(msg)
+    if refpix_algorithm == "sirs":
+        msg = "refpix: the SIRS side-pixel algorithm is not implemented in jwdask; use 'median'"
+        raise NotImplementedError(msg)
+    if side_smoothing_length < 2:
+        msg = f"refpix: side_smoothing_length must be >= 2 rows, got {side_smoothing_length}"
+        raise ParameterError(msg)
+    if keywords.get(meta, "subarray.multistripe_reads1") not in (None, 0):
+        return skipped(ds, "refpix", "multistripe subarrays have no usable reference pixels")
+    settings = {
+        "fastaxis": int(keywords.get(meta, "subarray.fastaxis", 0) or 0),
+        "slowaxis": int(keywords.get(meta, "subarray.slowaxis", 0) or 0),
+        "origin": (int(ds.y.values[0]), int(ds.x.values[0])),
+        "noutputs": int(keywords.get(meta, "exposure.noutputs", 4) or 4),
+        "subarray": str(keywords.get(meta, "subarray.name", "FULL")),
+        "odd_even_columns": odd_even_columns, "use_side_ref_pixels": use_side_ref_pixels,
+        "side_smoothing_length": side_smoothing_length, "side_gain": side_gain, "siglimit": siglimit,
+    }
+    if settings["fastaxis"] == 0 or settings["slowaxis"] == 0:
+        msg = "refpix: FASTAXIS/SLOWAXIS keywords are missing"
+        raise ParameterError(msg)
+    sci = _whole_planes(ds.sci)
+    pixeldq = ds.pixeldq.data.rechunk(-1)
+    corrected = da.map_blocks(_correct_block, sci.data, pixeldq, dtype=np.float32, settings=settings,
+                              name="refpix")
+    variables = {"sci": xr.DataArray(corrected, dims=ds.sci.dims, coords=ds.sci.coords,
+                                     attrs=dict(ds.sci.attrs)).chunk(dict(zip(ds.sci.dims, ds.sci.chunks, strict=True)))}
+    if "zeroframe" in ds:
+        z = ds.zeroframe
+        zdata = z.data.rechunk((1, -1, -1))
+        fixed = da.map_blocks(_correct_zeroframe, zdata, pixeldq, dtype=np.float32, settings=settings,
+                              name="refpix-zeroframe")
+        variables["zeroframe"] = xr.DataArray(fixed, dims=z.dims, coords=z.coords).chunk(
+            dict(zip(z.dims, z.chunks, strict=True)))
+    return completed(ds, "refpix", variables)
+
+
+def _whole_planes(sci: xr.DataArray) -> xr.DataArray:
+    """``sci`` rechunked to whole (y, x) planes, one integration and a few groups per block."""
+    plane = sci.sizes["y"] * sci.sizes["x"] * sci.dtype.itemsize
+    groups = max(1, min(sci.sizes["group"], BLOCK_BYTES // max(plane, 1)))
+    return sci.chunk({"integration": 1, "group": groups, "y": -1, "x": -1})
+
+
+def _correct_block(sci: np.ndarray, pixeldq: np.ndarray, *, settings: dict[str, Any],
+                   block_id: tuple[int, ...] | None = None) -> np.ndarray:
+    starts = block_id is None or (block_id[0] == 0 and block_id[1] == 0)
+    return correct_nir(sci, pixeldq, starts_exposure=starts, **settings).sci
+
+
+def _correct_zeroframe(zeroframe: np.ndarray, pixeldq: np.ndarray, *, settings: dict[str, Any]) -> np.ndarray:
+    corrected = correct_nir(zeroframe[:, np.newaxis], pixeldq, starts_exposure=False, **settings).sci[:, 0]
+    return np.where(zeroframe == 0.0, np.float32(0), corrected).astype(np.float32)
