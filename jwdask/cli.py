@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.logging import RichHandler
 from rich_argparse import RichHelpFormatter
 
@@ -97,10 +98,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _dispatch(args, overrides)
     except JwdaskError as exc:
-        console.print(f"[bold red]error:[/] {exc}")
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True, markup=True, highlight=False)
         return EXIT_BAD_INPUT
     except NotImplementedError as exc:
-        console.print(f"[bold yellow]not implemented:[/] {exc}")
+        console.print(f"[bold yellow]not implemented:[/] {escape(str(exc))}", soft_wrap=True, highlight=False)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         console.print("[bold red]interrupted[/]")
