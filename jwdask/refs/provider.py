@@ -229,16 +229,24 @@ class RefProvider:
         params.setdefault("META.OBSERVATION.TIME", "00:00:00")
         try:
             with crds_environment(Path(str(self.crds_cache)), self.crds_context):
-                found = crds.getreferences(params, reftypes=[reftype], observatory="jwst",
-                                           context=self.crds_context)
+                best = crds.getrecommendations(params, reftypes=[reftype], observatory="jwst",
+                                               context=self.crds_context)
+                name = best.get(reftype, "")
+                if name.upper().startswith("NOT FOUND"):
+                    if "n/a" in name.lower():
+                        return Resolution(None, "crds")
+                    raise ReferenceFileError(reftype, f"CRDS cache {self.crds_cache}: {name} for {describe(values)}")
+                path = crds.locate_file(name, observatory="jwst")
+        except ReferenceFileError:
+            raise
         except Exception as exc:
             msg = f"CRDS cache {self.crds_cache} has no match for {describe(values)} ({exc})"
             raise ReferenceFileError(reftype, msg) from exc
-        path = found.get(reftype, "")
-        if path.upper().startswith("NOT FOUND"):
-            if "n/a" in path.lower():
-                return Resolution(None, "crds")
-            raise ReferenceFileError(reftype, f"CRDS cache {self.crds_cache}: {path} for {describe(values)}")
+        if not Path(path).exists():
+            msg = (f"the CRDS rules select {name} for {describe(values)}, but {path} is not in the "
+                   f"offline cache {self.crds_cache} (run `crds sync --files {name}` where the "
+                   "network is reachable)")
+            raise ReferenceFileError(reftype, msg)
         return Resolution(str(Path(path).resolve()), "crds")
 
 

@@ -107,3 +107,9 @@ def test_crds_environment_sets_and_restores(cache: Path, no_network: None,
 def test_bad_context_name(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="jwst_NNNN.pmap"):
         write_crds_cache([], tmp_path, context="my.pmap")
+
+
+def test_file_selected_but_missing_from_cache(cache: Path, no_network: None) -> None:
+    (cache / "references/jwst/nircam/jwst_nircam_dark_0042.fits").unlink()
+    with pytest.raises(ReferenceFileError, match=r"'dark'.*select jwst_nircam_dark_0042.fits.*not in the offline cache"):
+        RefProvider(crds_cache=cache).path("dark", exposure_meta())
