@@ -8,12 +8,14 @@ Rates in DN/s, variances in (DN/s)^2. The Dataset returned holds the rate arrays
 
 from __future__ import annotations
 
+import dask.array as da
 import numpy as np
 import xarray as xr
 
 from jwdask.detector1._ramp import exposure, require_ramp
-from jwdask.errors import ParameterError
-from jwdask.kernels.ramp_fit import fit_ramps
+from jwdask.errors import InputError, ParameterError
+from jwdask.io import keywords
+from jwdask.kernels.ramp_fit import GroupFlagSummary, exposure_group_range, fit_ramps, group_flag_summary
 from jwdask.steps import completed, reference
 from jwdask.tiles import map_tiles
 
@@ -51,13 +53,17 @@ def ramp_fit(ds: xr.Dataset, refs: object, *, algorithm: str = "OLS_C", suppress
                                                    np.uint32 if name == "dq" else np.float32)
                for name in RATE_VARS for ints in (False, True)}
     names = {f"{k}_ints": f"{v}_ints" for k, v in _KERNEL_NAMES.items()} | _KERNEL_NAMES
+    flags = {"suppress_one_group": suppress_one_group, "firstgroup": firstgroup, "lastgroup": lastgroup}
     fitted = map_tiles(
-        _fit_tile, [ds.sci, ds.groupdq, ds.pixeldq, readnoise.sci, gain.sci, ds.get("zeroframe")],
+        _fit_tile, [ds.sci, ds.groupdq, ds.pixeldq, readnoise.sci, gain.sci, ds.get("zeroframe"),
+                    ds.get("average_dark_current")],
         outputs, like=ds.sci, name="ramp_fit",
         names=names, frame_time=float(exposure(ds, "frame_time")),
         group_time=float(exposure(ds, "group_time")), nframes=int(exposure(ds, "nframes")),
         groupgap=int(exposure(ds, "groupgap")), dropframes1=int(exposure(ds, "drop_frames1", 0) or 0),
-        suppress_one_group=suppress_one_group, firstgroup=firstgroup, lastgroup=lastgroup,
+        summary=_exposure_summary(ds.groupdq, flags),
+        miri=str(keywords.get(ds.attrs.get("meta", {}), "instrument.name", "")).upper() == "MIRI",
+        source=str(ds.attrs.get("source", "exposure")), **flags,
     )
     for name in ("sci", "err", "var_poisson", "var_rnoise"):
         fitted[name].attrs["units"] = "DN/s" if name in ("sci", "err") else "(DN/s)**2"
@@ -70,8 +76,33 @@ def ramp_fit(ds: xr.Dataset, refs: object, *, algorithm: str = "OLS_C", suppress
     return completed(out, "ramp_fit", fitted, ref_files={"gain": gain_name, "readnoise": rn_name}, meta=meta)
 
 
-def _fit_tile(sci, groupdq, pixeldq, readnoise, gain, zeroframe, *, names, **kwargs):
-    result = fit_ramps(sci, groupdq, pixeldq, readnoise, gain, zeroframe=zeroframe, **kwargs)
+def _exposure_summary(groupdq: xr.DataArray, flags: dict[str, object]) -> da.Array:
+    """(2, group) bool dask array: groups DO_NOT_USE / SATURATED in every pixel of the exposure.
+
+    A cheap reduction of one small array per tile: the two exposure-wide decisions of stcal
+    (MIRI group trimming, "first group saturated everywhere") need it, nothing else.
+    """
+    data = groupdq.data
+    ngroups = data.shape[1]
+    per_tile = data.map_blocks(_tile_summary, dtype=bool, flags=flags,
+                               chunks=((2,), (ngroups,), (1,) * data.numblocks[2], (1,) * data.numblocks[3]))
+    return per_tile.all(axis=(2, 3))
+
+
+def _tile_summary(groupdq: np.ndarray, *, flags: dict[str, object]) -> np.ndarray:
+    summary = group_flag_summary(groupdq, **flags)
+    return np.stack([summary.all_dnu, summary.all_sat])[:, :, np.newaxis, np.newaxis]
+
+
+def _fit_tile(sci, groupdq, pixeldq, readnoise, gain, zeroframe, average_dark_current, *, names, summary,
+              miri, source, **kwargs):
+    group_range = exposure_group_range(GroupFlagSummary(summary[0], summary[1]), miri=miri)
+    if group_range is None:
+        msg = ("every pixel's first usable group is saturated (or too few groups are usable): "
+               "jwst makes no rate product for this exposure, and neither does jwdask")
+        raise InputError(source, "SCI", msg)
+    result = fit_ramps(sci, groupdq, pixeldq, readnoise, gain, zeroframe=zeroframe,
+                       average_dark_current=average_dark_current, group_range=group_range, **kwargs)
     return {key: getattr(result, attr) for key, attr in names.items()}
 
 
