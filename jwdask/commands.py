@@ -18,7 +18,7 @@ from jwdask import cluster
 from jwdask.errors import ParameterError
 from jwdask.io import keywords
 from jwdask.io.fitsfile import scan
-from jwdask.io.products import compute_writes, open_product
+from jwdask.io.products import compute_writes, open_product, prepare_write
 from jwdask.io.uncal import open_uncal
 from jwdask.io.zarr_store import open_zarr, to_zarr
 from jwdask.pipeline import Pipeline, parse_overrides
@@ -142,6 +142,9 @@ def run_pipeline(pipeline: Pipeline, inputs: Sequence[str], out: str, refs: Any,
         root = posixpath.basename(url).rsplit("_", 1)[0]
         for step, inter in intermediates.items():
             stores.append((inter, posixpath.join(out, f"{root}_{step}.zarr")))
+            if _is_ramp(inter):
+                suffix = "ramp" if step == "jump" else step
+                pending.append(prepare_write(inter, posixpath.join(out, f"{root}_{suffix}.fits"), "ramp"))
         if zarr:
             for suffix, product in pipeline.product_datasets(final).items():
                 stores.append((product, posixpath.join(out, f"{root}_{suffix}.zarr")))
@@ -149,6 +152,11 @@ def run_pipeline(pipeline: Pipeline, inputs: Sequence[str], out: str, refs: Any,
     for ds, store in stores:
         urls.append(to_zarr(ds, store, overwrite=True))
     return urls
+
+
+def _is_ramp(ds: xr.Dataset) -> bool:
+    """Whether ``ds`` is a ramp (before ramp_fit): written as a jwst RampModel file."""
+    return all(v in ds for v in ("sci", "groupdq", "pixeldq")) and ds.sci.ndim == 4
 
 
 def demo(out: Path, preset: str, seed: int, scheduler: str | None, workers: int) -> int:

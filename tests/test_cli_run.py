@@ -42,6 +42,9 @@ def test_run_detector1_with_overrides_and_intermediates(sim: Path, tmp_path: Pat
         assert hdul["SCI"].data.shape == (160, 160)
     assert (out / f"{root}_rateints.fits").exists()
     assert (out / f"{root}_jump.zarr").is_dir()
+    with fits.open(out / f"{root}_ramp.fits") as hdul:
+        assert hdul[0].header["DATAMODL"] == "RampModel"
+        assert hdul["GROUPDQ"].data.shape == (2, 5, 160, 160)
     assert (out / f"{root}_rate.zarr").is_dir()
 
 
