@@ -137,8 +137,9 @@ def run_pipeline(pipeline: Pipeline, inputs: Sequence[str], out: str, refs: Any,
     pending, stores = [], []
     for url in inputs:
         ds = open_input(url, pipeline.input, tile)
-        final, intermediates = pipeline.run_all(ds, refs, save_after=save_after)
-        pending += pipeline.prepare(final, out)
+        chosen = pipeline.for_exposure(ds.attrs.get("meta", {}))
+        final, intermediates = chosen.run_all(ds, refs, save_after=save_after)
+        pending += chosen.prepare(final, out)
         root = posixpath.basename(url).rsplit("_", 1)[0]
         for step, inter in intermediates.items():
             stores.append((inter, posixpath.join(out, f"{root}_{step}.zarr")))
@@ -146,7 +147,7 @@ def run_pipeline(pipeline: Pipeline, inputs: Sequence[str], out: str, refs: Any,
                 suffix = "ramp" if step == "jump" else step
                 pending.append(prepare_write(inter, posixpath.join(out, f"{root}_{suffix}.fits"), "ramp"))
         if zarr:
-            for suffix, product in pipeline.product_datasets(final).items():
+            for suffix, product in chosen.product_datasets(final).items():
                 stores.append((product, posixpath.join(out, f"{root}_{suffix}.zarr")))
     urls = compute_writes(pending, progress=True)
     for ds, store in stores:

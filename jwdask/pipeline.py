@@ -83,6 +83,10 @@ class Pipeline:
     input: str = "uncal"
     products: Mapping[str, str] = field(default_factory=dict)
     description: str = ""
+    variants: Mapping[str, str] = field(default_factory=dict)
+    """Instrument name (INSTRUME) -> pipeline used instead for its exposures (MIRI Detector1)."""
+    overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """Every parameter override applied so far (re-applied to a variant)."""
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -108,7 +112,7 @@ class Pipeline:
             for s in spec["steps"]
         )
         return cls(spec["name"], steps, spec.get("input", "uncal"), dict(spec.get("products", {})),
-                   spec.get("description", ""))
+                   spec.get("description", ""), dict(spec.get("variants", {})))
 
     def step(self, name: str) -> Step:
         for s in self.steps:
@@ -123,15 +127,28 @@ class Pipeline:
         The special parameter ``skip`` (bool) turns a step off or on.
         """
         steps = []
-        names = {s.name for s in self.steps}
+        names = {s.name for s in self.steps} | {n for v in self.variants.values() for n in _step_names(v)}
         for name in overrides:
             if name not in names:
                 self.step(name)
+        merged = {k: dict(v) for k, v in self.overrides.items()}
+        for name, params in overrides.items():
+            merged.setdefault(name, {}).update(params)
         for s in self.steps:
             new = dict(overrides.get(s.name, {}))
             skip = bool(new.pop("skip")) if "skip" in new else s.skip
             steps.append(dataclasses.replace(s, params={**s.params, **new}, skip=skip))
-        return dataclasses.replace(self, steps=tuple(steps))
+        return dataclasses.replace(self, steps=tuple(steps), overrides=merged)
+
+    def for_exposure(self, meta: Mapping[str, Any]) -> Pipeline:
+        """The pipeline for an exposure: a variant for its instrument (with the same parameter
+        overrides, where the variant has the step), else this one."""
+        instrument = str(meta.get("instrument", {}).get("name", "")).upper()
+        if instrument not in self.variants:
+            return self
+        variant = Pipeline.load(self.variants[instrument])
+        names = {s.name for s in variant.steps}
+        return variant.with_params(**{k: v for k, v in self.overrides.items() if k in names})
 
     def with_step(self, name: str, function: str | StepFunction, *, after: str | None = None,
                   before: str | None = None, **params: Any) -> Pipeline:
@@ -158,7 +175,7 @@ class Pipeline:
         return {"name": self.name, "description": self.description, "input": self.input,
                 "steps": [{"name": s.name, "function": fn(s.function), "skip": s.skip,
                            "params": dict(s.params)} for s in self.steps],
-                "products": dict(self.products)}
+                "products": dict(self.products), "variants": dict(self.variants)}
 
     # ------------------------------------------------------------------ running
     def run(self, ds: xr.Dataset, refs: Any = None) -> xr.Dataset:
@@ -203,6 +220,14 @@ class Pipeline:
         """Compute and write every product of ``ds``; returns the product URLs."""
         return compute_writes(self.prepare(ds, out_dir, storage_options=storage_options),
                               progress=progress)
+
+
+def _step_names(pipeline: str) -> set[str]:
+    """Step names of a shipped pipeline (for overrides that only its variant has)."""
+    path = GRAPHS_DIR / f"{pipeline}.yaml"
+    if not path.exists():
+        return set()
+    return {s["name"] for s in (yaml.safe_load(path.read_text()) or {}).get("steps", [])}
 
 
 def parse_overrides(items: Iterable[str]) -> dict[str, dict[str, Any]]:
