@@ -139,15 +139,16 @@ def run_pipeline(pipeline: Pipeline, inputs: Sequence[str], out: str, refs: Any,
         ds = open_input(url, pipeline.input, tile)
         chosen = pipeline.for_exposure(ds.attrs.get("meta", {}))
         final, intermediates = chosen.run_all(ds, refs, save_after=save_after)
-        pending += chosen.prepare(final, out)
+        pending += chosen.prepare(final, out, intermediates=intermediates)
         root = posixpath.basename(url).rsplit("_", 1)[0]
-        for step, inter in intermediates.items():
+        for step in save_after:
+            inter = intermediates[step]
             stores.append((inter, posixpath.join(out, f"{root}_{step}.zarr")))
             if _is_ramp(inter):
                 suffix = "ramp" if step == "jump" else step
                 pending.append(prepare_write(inter, posixpath.join(out, f"{root}_{suffix}.fits"), "ramp"))
         if zarr:
-            for suffix, product in chosen.product_datasets(final).items():
+            for suffix, product in chosen.product_datasets(final, intermediates).items():
                 stores.append((product, posixpath.join(out, f"{root}_{suffix}.zarr")))
     urls = compute_writes(pending, progress=True)
     for ds, store in stores:

@@ -185,8 +185,9 @@ class Pipeline:
 
     def run_all(self, ds: xr.Dataset, refs: Any = None, *,
                 save_after: Iterable[str] = ()) -> tuple[xr.Dataset, dict[str, xr.Dataset]]:
-        """Like :meth:`run`, and also the Datasets after each step named in ``save_after``."""
-        wanted = set(save_after)
+        """Like :meth:`run`, and also the Datasets after each step named in ``save_after``
+        or in a product's ``after`` (keyed by step name)."""
+        wanted = set(save_after) | {after for _, after in self._product_specs().values() if after}
         for name in wanted:
             self.step(name)
         intermediates = {}
@@ -198,28 +199,54 @@ class Pipeline:
             else:
                 log.debug("%s: building graph with %s", s.name, dict(s.params))
                 ds = s.callable()(ds, refs, **dict(s.params))
-            if s.name in wanted:
+                if s.name in wanted:
+                    intermediates[s.name] = ds
+            if s.skip and s.name in set(save_after):
                 intermediates[s.name] = ds
         return ds, intermediates
 
-    def product_datasets(self, ds: xr.Dataset) -> dict[str, xr.Dataset]:
-        """The product Datasets (by suffix) of a final Dataset."""
-        return {suffix: resolve(fn)(ds) for suffix, fn in self.products.items()}
+    def _product_specs(self) -> dict[str, tuple[str, str | None]]:
+        """suffix -> (function, step after which the product is taken, or None for the end)."""
+        specs = {}
+        for suffix, spec in self.products.items():
+            if isinstance(spec, Mapping):
+                specs[suffix] = (spec["function"], spec.get("after"))
+            else:
+                specs[suffix] = (spec, None)
+        return specs
 
-    def prepare(self, ds: xr.Dataset, out_dir: str, *,
+    def product_datasets(self, ds: xr.Dataset,
+                         intermediates: Mapping[str, xr.Dataset] | None = None) -> dict[str, xr.Dataset]:
+        """The product Datasets (by suffix) of a run: from the final Dataset, or from the
+        Dataset after the product's ``after`` step (absent when that step was skipped)."""
+        out = {}
+        for suffix, (fn, after) in self._product_specs().items():
+            if after is None:
+                out[suffix] = resolve(fn)(ds)
+            elif intermediates is None:
+                msg = (f"pipeline '{self.name}': product '{suffix}' is taken after step '{after}'; "
+                       "pass the intermediates returned by run_all")
+                raise ParameterError(msg)
+            elif after in intermediates:
+                out[suffix] = resolve(fn)(intermediates[after])
+            else:
+                log.info("%s: no _%s product (step '%s' was skipped)", self.name, suffix, after)
+        return out
+
+    def prepare(self, ds: xr.Dataset, out_dir: str, *, intermediates: Mapping[str, xr.Dataset] | None = None,
                 storage_options: Mapping[str, Any] | None = None) -> list[PendingWrite]:
-        """Pending FITS writes of every product of ``ds`` into ``out_dir``."""
+        """Pending FITS writes of every product of a run into ``out_dir``."""
         pending = []
-        for suffix, product in self.product_datasets(ds).items():
+        for suffix, product in self.product_datasets(ds, intermediates).items():
             url = product_url(out_dir, product.attrs.get("meta", {}), suffix)
             pending.append(prepare_write(product, url, suffix, storage_options=storage_options))
         return pending
 
-    def write(self, ds: xr.Dataset, out_dir: str, *, storage_options: Mapping[str, Any] | None = None,
-              progress: bool = False) -> list[str]:
-        """Compute and write every product of ``ds``; returns the product URLs."""
-        return compute_writes(self.prepare(ds, out_dir, storage_options=storage_options),
-                              progress=progress)
+    def write(self, ds: xr.Dataset, out_dir: str, *, intermediates: Mapping[str, xr.Dataset] | None = None,
+              storage_options: Mapping[str, Any] | None = None, progress: bool = False) -> list[str]:
+        """Compute and write every product of a run; returns the product URLs."""
+        return compute_writes(self.prepare(ds, out_dir, intermediates=intermediates,
+                                           storage_options=storage_options), progress=progress)
 
 
 def _step_names(pipeline: str) -> set[str]:
