@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import dask.array as da
+from dask.base import tokenize
 import numpy as np
 import xarray as xr
 
@@ -73,7 +74,8 @@ def map_tiles(
     max_ndim = max(a.ndim for a in arrays)
     result = da.map_blocks(
         _call_tile, *arrays, drop_axis=list(range(max_ndim - 2)), dtype=object,
-        meta=np.empty((0, 0), dtype=object), name=name,
+        meta=np.empty((0, 0), dtype=object),
+        name=f"{name or 'tile'}-{tokenize(kernel, arrays, present, depth, kwargs)}",
         kernel=kernel, positions=present, n_inputs=len(inputs), depth=depth, nblocks=nblocks,
         out_names=tuple(outputs), kwargs=kwargs,
     )

@@ -12,6 +12,7 @@ import importlib
 from typing import Any
 
 import dask.array as da
+from dask.base import tokenize
 import numpy as np
 import xarray as xr
 
@@ -86,14 +87,14 @@ def refpix(ds: xr.Dataset, refs: Any, *, odd_even_columns: bool = True, use_side
     sci = _whole_planes(ds.sci)
     pixeldq = ds.pixeldq.data.rechunk(-1)
     corrected = da.map_blocks(_correct_block, sci.data, pixeldq, dtype=np.float32, settings=settings,
-                              name="refpix")
+                              name=f"refpix-{tokenize(sci.data, pixeldq, settings)}")
     variables = {"sci": xr.DataArray(corrected, dims=ds.sci.dims, coords=ds.sci.coords,
                                      attrs=dict(ds.sci.attrs)).chunk(dict(zip(ds.sci.dims, ds.sci.chunks, strict=True)))}
     if "zeroframe" in ds:
         z = ds.zeroframe
         zdata = z.data.rechunk((1, -1, -1))
         fixed = da.map_blocks(_correct_zeroframe, zdata, pixeldq, dtype=np.float32, settings=settings,
-                              name="refpix-zeroframe")
+                              name=f"refpix-zeroframe-{tokenize(zdata, pixeldq, settings)}")
         variables["zeroframe"] = xr.DataArray(fixed, dims=z.dims, coords=z.coords).chunk(
             dict(zip(z.dims, z.chunks, strict=True)))
     return completed(ds, "refpix", variables)
