@@ -86,3 +86,34 @@ def test_parse_overrides():
 def test_unknown_pipeline():
     with pytest.raises(ParameterError, match="no pipeline"):
         Pipeline.load("nonexistent")
+
+
+def test_instrument_variant_keeps_overrides():
+    p = Pipeline.load("detector1").with_params(jump={"rejection_threshold": 7.0}, emicorr={"skip": True})
+    assert p.for_exposure({"instrument": {"name": "NIRCAM"}}) is p
+    miri = p.for_exposure({"instrument": {"name": "MIRI"}})
+    assert miri.name != p.name
+    assert miri.step("jump").params["rejection_threshold"] == 7.0
+    assert miri.step("emicorr").skip
+    with pytest.raises(ParameterError):
+        p.with_params(no_such_step={"x": 1})
+
+
+def identity(ds: xr.Dataset) -> xr.Dataset:
+    """A product function."""
+    return ds
+
+
+def test_product_taken_after_a_step(ds):
+    spec = {**SPEC, "products": {"early": {"function": "tests.test_pipeline:identity", "after": "add"},
+                                 "final": "tests.test_pipeline:identity"}}
+    p = Pipeline.from_dict(spec)
+    final, inter = p.run_all(ds)
+    products = p.product_datasets(final, inter)
+    assert float(products["early"].sci[0, 0]) == 2.0
+    assert float(products["final"].sci[0, 0]) == 4.0
+    with pytest.raises(ParameterError, match="after step 'add'"):
+        p.product_datasets(final)
+    skipped = p.with_params(add={"skip": True})
+    final, inter = skipped.run_all(ds)
+    assert set(skipped.product_datasets(final, inter)) == {"final"}

@@ -2,8 +2,10 @@
 
 The NIR DARK reference holds one plane per frame; it is extrapolated if too short, averaged
 over NFRAMES frames per group with GROUPGAP frames skipped, and subtracted from every
-integration. NaN dark values count as 0; the dark dq is OR-ed into ``pixeldq``. The DARK
-must cover exactly the science window (jwst does not cut darks).
+integration. MIRI darks hold such planes per integration: science integration ``i`` uses dark
+integration ``i`` (the last one beyond, or always for segment files with INTSTART > 1) and the
+first-plane dq of every dark integration is OR-ed. NaN dark values count as 0; the dark dq is
+OR-ed into ``pixeldq``. The DARK must cover exactly the science window (jwst does not cut darks).
 """
 
 from __future__ import annotations
@@ -13,11 +15,14 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
+from dask.base import tokenize
 
 from jwdask.detector1._ramp import exposure, require_ramp
 from jwdask.errors import ReferenceFileError
 from jwdask.io import keywords
+from jwdask.kernels.dark import subtract_dark
 from jwdask.steps import completed, reference, skipped
+from jwdask.tiles import map_tiles
 
 
 def dark_current(ds: xr.Dataset, refs: Any, *, average_dark_current: float | None = None) -> xr.Dataset:
@@ -33,9 +38,9 @@ def dark_current(ds: xr.Dataset, refs: Any, *, average_dark_current: float | Non
     ref, name = reference(refs, "dark", ds)
     if ref is None:
         return skipped(ds, "dark_current", "no dark reference", ref_files={"dark": name})
-    if ref.sci.ndim != 3:
-        msg = f"{name}: MIRI-style 4-D darks are not implemented in jwdask yet"
-        raise NotImplementedError(msg)
+    if ref.sci.ndim not in (3, 4):
+        msg = f"{name}: SCI must be (group, y, x) or (integration, group, y, x), got dims {ref.sci.dims}"
+        raise ReferenceFileError("dark", msg)
     ref_meta = ref.attrs.get("meta", {})
     if "subarray" in ref_meta and keywords.get(ref_meta, "subarray.xsize") not in (None, ds.sizes["x"]):
         msg = (f"{name}: dark window {keywords.get(ref_meta, 'subarray.xsize')}x"
@@ -48,16 +53,20 @@ def dark_current(ds: xr.Dataset, refs: Any, *, average_dark_current: float | Non
     if nfd > nf or ggd > gg:
         return skipped(ds, "dark_current", f"dark NFRAMES/GROUPGAP {nfd}/{ggd} exceed the science "
                        f"{nf}/{gg}", ref_files={"dark": name})
-    dark = _extend(ref.sci.astype(np.float32), ng * nf + (ng - 1) * gg, nfd, ggd).fillna(0)
-    if nfd == nf and ggd == gg:
-        averaged = dark.isel(group=slice(0, ng))
+    if ref.sci.ndim == 4:
+        variables = _subtract_miri(ds, ref, name, nframes=nf, groupgap=gg, dark_nframes=nfd, dark_groupgap=ggd)
     else:
-        planes = [dark.isel(group=slice(g * (nf + gg), g * (nf + gg) + nf)).mean("group")
-                  for g in range(ng)]
-        averaged = xr.concat(planes, dim="group")
-    sci = (ds.sci - averaged.astype(np.float32)).astype(np.float32).transpose(*ds.sci.dims)
-    sci.attrs = dict(ds.sci.attrs)
-    variables = {"sci": sci, "pixeldq": ds.pixeldq | ref.dq.astype(np.uint32)}
+        dark = _extend(ref.sci.astype(np.float32), ng * nf + (ng - 1) * gg, nfd, ggd).fillna(0)
+        if nfd == nf and ggd == gg:
+            averaged = dark.isel(group=slice(0, ng))
+        else:
+            planes = [dark.isel(group=slice(g * (nf + gg), g * (nf + gg) + nf)).mean("group")
+                      for g in range(ng)]
+            averaged = xr.concat(planes, dim="group")
+        averaged = averaged.chunk({"group": -1})  # one chunk per tile like sci: a ramp stays in one task
+        sci = (ds.sci - averaged.astype(np.float32)).astype(np.float32).transpose(*ds.sci.dims)
+        variables = {"sci": sci, "pixeldq": ds.pixeldq | ref.dq.astype(np.uint32)}
+    variables["sci"].attrs = dict(ds.sci.attrs)
     if average_dark_current is not None:
         avg = xr.full_like(ds.pixeldq, average_dark_current, dtype=np.float32)
     elif "avdrkcur" in ref:
@@ -67,6 +76,21 @@ def dark_current(ds: xr.Dataset, refs: Any, *, average_dark_current: float | Non
                            dtype=np.float32)
     variables["average_dark_current"] = avg
     return completed(ds, "dark_current", variables, ref_files={"dark": name})
+
+
+def _subtract_miri(ds: xr.Dataset, ref: xr.Dataset, name: str, **pattern: int) -> dict[str, xr.DataArray]:
+    """MIRI: per-integration dark planes subtracted tile by tile (``kernels.dark``)."""
+    if ref.dq.ndim != 4:
+        msg = f"{name}: a MIRI dark needs a 4-D DQ (integration, plane, y, x), got dims {ref.dq.dims}"
+        raise ReferenceFileError("dark", msg)
+    planes = ref.sci.rename({"integration": "dark_integration", "group": "dark_group"})
+    dq = ref.dq.rename({ref.dq.dims[0]: "dark_integration", ref.dq.dims[1]: "dq_plane"})
+    start = keywords.get(ds.attrs.get("meta", {}), "exposure.integration_start")
+    name_key = f"dark-miri-{tokenize(ds.sci.data, ds.pixeldq.data, planes.data, dq.data, start, pattern)}"
+    return map_tiles(subtract_dark, [ds.sci, ds.pixeldq, planes, dq],
+                     {"sci": (ds.sci.dims, np.float32), "pixeldq": (("y", "x"), np.uint32)},
+                     like=ds.sci, name=name_key, integration_start=None if start is None else int(start),
+                     **pattern)
 
 
 def _extend(dark: xr.DataArray, frames_sci: int, nfd: int, ggd: int) -> xr.DataArray:

@@ -11,6 +11,7 @@ import xarray as xr
 from astropy.io import fits
 from astropy.table import Table
 
+from jwdask import dqflags
 from jwdask.errors import InputError, ReferenceFileError
 from jwdask.io import fitsfile, keywords
 from jwdask.io.uncal import lazy_image
@@ -90,7 +91,8 @@ def image_dims(reftype: str, hdu: str, ndim: int) -> tuple[str, ...]:
     -------
     tuple of str
         ``(y, x)``; 3-D: ``coeff`` (COEFFS/INV_COEFFS), ``group`` (dark SCI/ERR) or ``plane``
-        first; 4-D: ``(integration, group, y, x)``, or ``(ky, kx, y, x)`` for a per-pixel ipc.
+        first; 4-D: ``(integration, group, y, x)`` (a MIRI dark's DQ: ``(integration,
+        dq_plane, y, x)``), or ``(ky, kx, y, x)`` for a per-pixel ipc.
     """
     if ndim == 2:
         return ("y", "x")
@@ -103,7 +105,11 @@ def image_dims(reftype: str, hdu: str, ndim: int) -> tuple[str, ...]:
             lead = "plane"
         return (lead, "y", "x")
     if ndim == 4:
-        return ("ky", "kx", "y", "x") if reftype in KERNEL_REFTYPES else ("integration", "group", "y", "x")
+        if reftype in KERNEL_REFTYPES:
+            return ("ky", "kx", "y", "x")
+        if reftype == "dark" and hdu == "DQ":
+            return ("integration", "dq_plane", "y", "x")
+        return ("integration", "group", "y", "x")
     return tuple(f"axis{i}" for i in range(ndim - 2)) + ("y", "x")
 
 
@@ -175,6 +181,7 @@ def open_image(reftype: str, path: str, *, tile: tuple[int, int] = (512, 512)) -
     first = next(iter(images.values()))
     shape = (int(first.shape[-2]), int(first.shape[-1]))
     origin = _origin(reftype, path, scanned, shape)
+    planes = dq_def_planes(reftype, path, scanned)
     variables: dict[str, xr.DataArray] = {}
     for name, region in images.items():
         dims = image_dims(reftype, name, region.ndim)
@@ -185,6 +192,8 @@ def open_image(reftype: str, path: str, *, tile: tuple[int, int] = (512, 512)) -
             raise ReferenceFileError(reftype, msg)
         chunk_dims = dims if origin is not None else tuple("kernel" for _ in dims)
         data = lazy_image(region, chunk_dims, tile, f"ref-{reftype}-{name.lower()}")
+        if name == "DQ" and planes is not None:
+            data = data.map_blocks(decode_dq, planes=planes, dtype=np.uint32)
         variables[name.lower()] = xr.DataArray(data, dims=dims)
     coords = {}
     if origin is not None:
@@ -196,6 +205,58 @@ def open_image(reftype: str, path: str, *, tile: tuple[int, int] = (512, 512)) -
     attrs = {"meta": meta, "header": flat_header(scanned.headers["PRIMARY"]),
              "filename": Path(path).name, "path": str(path), "reftype": reftype}
     return xr.Dataset(variables, coords=coords, attrs=attrs)
+
+
+def dq_def_planes(reftype: str, path: str,
+                  scanned: fitsfile.ScannedFile) -> tuple[tuple[int, int], ...] | None:
+    """``(VALUE, standard flag)`` pairs of the reference's DQ_DEF table, None without one.
+
+    stdatamodels decodes every reference dq through DQ_DEF, keeping only the bits a row
+    names; rows with unknown names are ignored (with a warning), as there.
+    """
+    table = scanned.tables.get("DQ_DEF")
+    if table is None or len(table) == 0:
+        return None
+    names = {c.upper(): c for c in table.colnames}
+    if "VALUE" not in names or "NAME" not in names:
+        raise ReferenceFileError(reftype, f"{path}: DQ_DEF has no VALUE/NAME columns ({table.colnames})")
+    planes = []
+    for row in table:
+        name = row[names["NAME"]]
+        name = (name.decode() if isinstance(name, bytes) else str(name)).strip()
+        if name not in dqflags.PIXEL:
+            log.warning("%s: DQ_DEF flag %s is not a known DQ mnemonic and is ignored", path, name)
+            continue
+        planes.append((int(row[names["VALUE"]]), dqflags.PIXEL[name]))
+    return tuple(planes)
+
+
+def decode_dq(dq: np.ndarray, planes: tuple[tuple[int, int], ...]) -> np.ndarray:
+    """A reference dq translated through its DQ_DEF table (stdatamodels ``dynamic_mask``).
+
+    Parameters
+    ----------
+    dq : ndarray
+        Integer dq of a reference file, as stored.
+    planes : tuple of (int, int)
+        ``(VALUE, standard flag)`` per DQ_DEF row whose NAME is a known flag.
+
+    Returns
+    -------
+    ndarray
+        uint32: the standard flag wherever the stored dq has that row's VALUE bits; bits no row
+        describes are dropped.
+
+    Examples
+    --------
+    >>> decode_dq(np.array([1, 2, 6], np.uint32), ((2, 262144),)).tolist()
+    [0, 262144, 262144]
+    """
+    out = np.zeros(dq.shape, np.uint32)
+    dq = dq.astype(np.uint32)
+    for value, standard in planes:
+        out[(dq & np.uint32(value)) != 0] |= np.uint32(standard)
+    return out
 
 
 def open_table(reftype: str, path: str, extname: str) -> Table:

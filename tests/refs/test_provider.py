@@ -224,3 +224,27 @@ def test_open_table(tmp_path: Path, meta: dict) -> None:
     assert got["photmjsr"][0] == pytest.approx(0.5)
     with pytest.raises(ReferenceFileError, match=r"'photom'.*photom\.fits.*no table HDU TIMECOEFF"):
         provider.open_table("photom", meta, "TIMECOEFF")
+
+
+def test_reference_dq_is_decoded_through_dq_def(tmp_path: Path) -> None:
+    """As stdatamodels: DQ bits are translated by DQ_DEF (VALUE -> named flag), others dropped."""
+    from astropy.io import fits
+
+    from jwdask import dqflags
+    from jwdask.refs.readers import open_image
+
+    path = write_ref(tmp_path / "flat.fits", "flat")
+    with fits.open(path, mode="update") as hdul:
+        hdul["DQ"].data[:] = 0
+        hdul["DQ"].data[0, 0] = 2
+        hdul["DQ"].data[0, 1] = 4
+        hdul["DQ"].data[0, 2] = 6
+        table = fits.BinTableHDU.from_columns(
+            [fits.Column("BIT", "J", array=[1]), fits.Column("VALUE", "J", array=[2]),
+             fits.Column("NAME", "40A", array=["NO_FLAT_FIELD"]),
+             fits.Column("DESCRIPTION", "80A", array=["no flat"])], name="DQ_DEF")
+        hdul.append(table)
+    dq = open_image("flat", str(path)).dq.values
+    assert dq[0, 0] == dqflags.NO_FLAT_FIELD
+    assert dq[0, 1] == 0
+    assert dq[0, 2] == dqflags.NO_FLAT_FIELD
