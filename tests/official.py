@@ -57,3 +57,40 @@ def run_official_detector1(uncal: Path, reference_files: Mapping[str, Path], out
     pipe.prefetch_references = False
     pipe.run(str(uncal))
     return out_dir / uncal.name.replace("_uncal", "_rate")
+
+
+def image2_overrides(reference_files: Mapping[str, Path]) -> dict[str, dict[str, object]]:
+    """Image2Pipeline step arguments that use exactly the simulator's reference files."""
+    refs = {k: str(v) for k, v in reference_files.items()}
+    return {
+        "assign_wcs": {"override_distortion": refs["distortion"], "override_filteroffset": refs["filteroffset"]},
+        "flat_field": {"override_flat": refs["flat"]},
+        "photom": {"override_photom": refs["photom"], "override_area": refs["area"]},
+        "resample": {"skip": True},
+    }
+
+
+def with_na_defaults(pipeline_cls: type, steps: dict[str, dict[str, object]]) -> dict[str, dict[str, object]]:
+    """``steps`` with every reference type a step could ask CRDS for set to ``N/A`` unless given
+    (jwst then never needs a CRDS context)."""
+    out = {name: dict(params) for name, params in steps.items()}
+    for name, step_cls in pipeline_cls.step_defs.items():
+        params = out.setdefault(name, {})
+        for reftype in getattr(step_cls, "reference_file_types", ()):
+            params.setdefault(f"override_{reftype}", "N/A")
+    return out
+
+
+def run_official_image2(rate: Path, reference_files: Mapping[str, Path], out_dir: Path,
+                        monkeypatch: pytest.MonkeyPatch, **step_params: dict[str, object]) -> Path:
+    """Run ``jwst.pipeline.Image2Pipeline`` on a rate file; return the ``_cal.fits`` path."""
+    pipeline = pytest.importorskip("jwst.pipeline")
+    offline_crds(out_dir, monkeypatch)
+    steps = image2_overrides(reference_files)
+    for step, params in step_params.items():
+        steps.setdefault(step, {}).update(params)
+    steps = with_na_defaults(pipeline.Image2Pipeline, steps)
+    pipe = pipeline.Image2Pipeline(steps=steps, output_dir=str(out_dir), save_results=True)
+    pipe.prefetch_references = False
+    pipe.run(str(rate))
+    return out_dir / rate.name.replace("_rate", "_cal")

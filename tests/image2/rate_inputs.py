@@ -17,13 +17,7 @@ from jwdask.dqflags import DO_NOT_USE, JUMP_DET, SATURATED
 from jwdask.io import keywords
 from jwdask.io.products import open_product, write_product
 from jwdask.io.uncal import detector_coords
-
-SERVER_CONFIG = (
-    "{'observatory': 'jwst', 'operational_context': 'jwst_9001.pmap', 'edit_context': "
-    "'jwst_9001.pmap', 'versions_context': 'jwst_9001.pmap', 'bad_files': '', "
-    "'bad_files_list': [], 'force_remote_mode': False, 'last_synced': '2026-01-01 00:00:00', "
-    "'crds_version': {}, 'mapping_url': {}, 'reference_url': {}, 'download_metadata_chunks': 50}\n")
-
+from tests.official import offline_crds
 
 def rate_meta(meta: dict[str, Any], **changes: Any) -> dict[str, Any]:
     """A copy of ``meta`` with dotted paths (``subarray__xstart``) set (None removes)."""
@@ -83,13 +77,7 @@ def write_rate(path: Path, meta: dict[str, Any], *, shape: tuple[int, int], wind
 def jwst_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Environment in which jwst steps run offline with every reference overridden."""
     pytest.importorskip("jwst")
-    config = tmp_path / "crds" / "config" / "jwst"
-    config.mkdir(parents=True)
-    (config / "server_config").write_text(SERVER_CONFIG)
-    for key, value in {"CRDS_PATH": str(tmp_path / "crds"), "CRDS_MODE": "local",
-                       "CRDS_SERVER_URL": "https://jwst-serverless-mode.stsci.edu",
-                       "CRDS_CONTEXT": "jwst_9001.pmap", "STPIPE_DISABLE_CRDS_STEPPARS": "True"}.items():
-        monkeypatch.setenv(key, value)
+    offline_crds(tmp_path, monkeypatch)
 
 
 def _no_compute(*args: Any, **kwargs: Any) -> Any:

@@ -23,6 +23,7 @@ from jwdask.refs import RefProvider
 from jwdask.simulate import PRESETS, simulate_program
 from jwdask.wcs import imaging
 from jwdask.wcs.pointing import Pointing, dva_correction, v2v3_to_sky
+from tests.official import offline_crds
 
 PIXEL_SCALE = 0.0311  # NRCB1 [arcsec/pixel], to express sky differences in pixels
 
@@ -126,17 +127,7 @@ def _sky_pixels(ra1: np.ndarray, dec1: np.ndarray, ra2: np.ndarray, dec2: np.nda
 
 
 def _crds_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    config = tmp_path / "crds" / "config" / "jwst"
-    config.mkdir(parents=True)
-    (config / "server_config").write_text(
-        "{'observatory': 'jwst', 'operational_context': 'jwst_9001.pmap', 'edit_context': "
-        "'jwst_9001.pmap', 'versions_context': 'jwst_9001.pmap', 'bad_files': '', "
-        "'bad_files_list': [], 'force_remote_mode': False, 'last_synced': '2026-01-01 00:00:00', "
-        "'crds_version': {}, 'mapping_url': {}, 'reference_url': {}, 'download_metadata_chunks': 50}\n")
-    for key, value in {"CRDS_PATH": str(tmp_path / "crds"), "CRDS_MODE": "local",
-                       "CRDS_SERVER_URL": "https://jwst-serverless-mode.stsci.edu",
-                       "CRDS_CONTEXT": "jwst_9001.pmap", "STPIPE_DISABLE_CRDS_STEPPARS": "True"}.items():
-        monkeypatch.setenv(key, value)
+    offline_crds(tmp_path, monkeypatch)
 
 
 @pytest.mark.reference
