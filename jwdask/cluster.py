@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 from collections.abc import Iterator
 
 import dask
@@ -70,7 +71,7 @@ def compute(*collections: object, progress: bool = False) -> tuple[object, ...]:
     With a ``distributed`` client the bar follows the cluster's tasks; otherwise dask's
     local progress bar is used.
     """
-    if not progress:
+    if not progress or not sys.stderr.isatty():
         return dask.compute(*collections)
     try:
         current = Client.current()

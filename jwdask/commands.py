@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from jwdask import cluster
-from jwdask.errors import ParameterError
+from jwdask.errors import InputError, ParameterError
 from jwdask.io import keywords
 from jwdask.io.fitsfile import scan
 from jwdask.io.products import compute_writes, open_product, prepare_write
@@ -124,8 +124,11 @@ def run(args: argparse.Namespace, overrides: Sequence[str]) -> int:
     refs = ref_provider(args)
     save = [s for s in args.save_intermediates.split(",") if s]
     with cluster.client(args.scheduler, n_workers=args.workers, memory_limit=args.memory_limit):
-        urls = run_pipeline(pipeline, args.inputs, args.out, refs, tile=args.tile, save_after=save,
-                            zarr=args.zarr)
+        if pipeline.input == "association":
+            urls = run_association_pipeline(pipeline, args.inputs, args.out, refs, tile=args.tile, zarr=args.zarr)
+        else:
+            urls = run_pipeline(pipeline, args.inputs, args.out, refs, tile=args.tile, save_after=save,
+                                zarr=args.zarr)
     for url in urls:
         console.print(f"[green]wrote[/] {url}")
     return 0
@@ -151,6 +154,43 @@ def run_pipeline(pipeline: Pipeline, inputs: Sequence[str], out: str, refs: Any,
             for suffix, product in chosen.product_datasets(final, intermediates).items():
                 stores.append((product, posixpath.join(out, f"{root}_{suffix}.zarr")))
     urls = compute_writes(pending, progress=True)
+    for ds, store in stores:
+        urls.append(to_zarr(ds, store, overwrite=True))
+    return urls
+
+
+def run_association_pipeline(pipeline: Pipeline, associations: Sequence[str], out: str, refs: Any, *,
+                             tile: int = 512, zarr: bool = False) -> list[str]:
+    """Run an association-level pipeline (Image3) on each association file; return the URLs.
+
+    The exposures' graphs, the mosaic's and the catalog's are computed together.
+    """
+    from jwdask.asn import load_association
+    from jwdask.image3.stage import Image3Data, prepare_products
+
+    pending, delayed, stores = [], [], []
+    for url in associations:
+        asn = load_association(url)
+        science = asn.of_type("science")
+        if not science:
+            raise InputError(url, "products[0].members", "no science members")
+        exposures = tuple(open_input(member, "cal", tile) for member in science)
+        data = Image3Data(exposures, asn.product_name, asn.asn_id or "a3001")
+        final, _ = pipeline.run_all(data, refs)
+        writes, tasks = prepare_products(final, out)
+        pending += writes
+        delayed += tasks
+        if zarr and final.mosaic is not None:
+            stores.append((final.mosaic, posixpath.join(out, f"{asn.product_name}_i2d.zarr")))
+    try:
+        results = cluster.compute(*[p.delayed for p in pending], *delayed, progress=True)
+    except BaseException:
+        for p in pending:
+            p.cleanup()
+        raise
+    urls = [str(u) for u in results[:len(pending)]]
+    for extra in results[len(pending):]:
+        urls += [str(u) for u in extra]
     for ds, store in stores:
         urls.append(to_zarr(ds, store, overwrite=True))
     return urls

@@ -49,7 +49,13 @@ def completed(ds: xr.Dataset, step: str, variables: Mapping[str, xr.DataArray] |
 
 def skipped(ds: xr.Dataset, step: str, reason: str, *,
             ref_files: Mapping[str, str] | None = None) -> xr.Dataset:
-    """``ds`` unchanged but for the step marked SKIPPED (the reason is logged)."""
+    """``ds`` unchanged but for the step marked SKIPPED (the reason is logged).
+
+    Objects that carry several Datasets (an Image3 association) mark themselves through
+    their ``mark_skipped(step, reason)``.
+    """
+    if hasattr(ds, "mark_skipped"):
+        return ds.mark_skipped(step, reason)
     log.info("%s: skipped (%s)", step, reason)
     out, m = _with_meta(ds)
     keywords.put(m, ("cal_step", cal_step_key(step)), "SKIPPED")

@@ -1,0 +1,138 @@
+"""The Image3 stage as a pipeline: what flows between its steps and how its products are written.
+
+Detector1 and Image2 steps take one exposure; Image3 steps take an association. An
+:class:`Image3Data` carries the association's exposures (cal Datasets, aligned and flagged
+step by step), then the mosaic (i2d, lazy, chunked by output tile) and the source catalog
+(a delayed table computed from the mosaic when the products are written). The adapters
+below let the Image3 step functions (lists of Datasets in, lists out) be pipeline steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import posixpath
+from collections.abc import Callable
+from typing import Any
+
+import dask
+import numpy as np
+import xarray as xr
+
+from jwdask.image3 import outlier_detection as _outlier
+from jwdask.image3 import resample as _resample
+from jwdask.image3 import skymatch as _skymatch
+from jwdask.image3 import source_catalog as _catalog
+from jwdask.image3 import tweakreg as _tweakreg
+from jwdask.io import keywords
+from jwdask.io.products import PendingWrite, prepare_write
+from jwdask.errors import ParameterError
+from jwdask.steps import completed, skipped
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class Image3Data:
+    """An association on its way through Image3."""
+
+    exposures: tuple[xr.Dataset, ...]
+    """Calibrated exposures (``_cal`` Datasets), updated by tweakreg, skymatch, outlier_detection."""
+    product_name: str
+    """The association's product name: the root of ``_i2d``, ``_segm``, ``_cat.ecsv``."""
+    asn_id: str
+    """The association id (``o001``...): part of each exposure's ``_crf`` name."""
+    mosaic: xr.Dataset | None = None
+    """The drizzled mosaic (i2d layout), once resample has run."""
+    catalog: Any = None
+    """A delayed ``(QTable or None, segmentation labels or None)`` once source_catalog has run."""
+
+    def mark_skipped(self, step: str, reason: str) -> Image3Data:
+        """Every exposure (and the mosaic) with the step marked SKIPPED."""
+        log.info("%s: skipped (%s)", step, reason)
+        return dataclasses.replace(
+            self, exposures=tuple(skipped(ds, step, reason) for ds in self.exposures),
+            mosaic=None if self.mosaic is None else skipped(self.mosaic, step, reason))
+
+
+def _on_exposures(function: Callable[..., list[xr.Dataset]]) -> Callable[..., Image3Data]:
+    """A pipeline step from an Image3 function of ``(datasets, refs, **params) -> datasets``."""
+    @functools.wraps(function)
+    def step(data: Image3Data, refs: Any = None, **params: Any) -> Image3Data:
+        return dataclasses.replace(data, exposures=tuple(function(list(data.exposures), refs, **params)))
+    return step
+
+
+def assign_mtwcs(data: Image3Data, refs: Any = None) -> Image3Data:
+    """Moving-target WCS for moving-target associations (TARGTYPE = moving); others pass as in
+    jwst, which runs the step only for moving targets."""
+    moving = [str(keywords.get(ds.attrs.get("meta", {}), "target.type", "")).lower() == "moving"
+              for ds in data.exposures]
+    if not any(moving):
+        return data
+    return dataclasses.replace(data, exposures=tuple(_tweakreg.assign_mtwcs(list(data.exposures))))
+
+
+tweakreg = _on_exposures(_tweakreg.tweakreg)
+skymatch = _on_exposures(_skymatch.skymatch)
+outlier_detection = _on_exposures(_outlier.outlier_detection)
+
+
+@functools.wraps(_resample.resample_mosaic)
+def resample(data: Image3Data, refs: Any = None, **params: Any) -> Image3Data:
+    """Drizzle the exposures into the mosaic (lazy, per output tile)."""
+    mosaic = _resample.resample_mosaic(list(data.exposures), refs, **params)
+    return dataclasses.replace(data, mosaic=mosaic)
+
+
+def source_catalog(data: Image3Data, refs: Any = None, **params: Any) -> Image3Data:
+    """Detect and measure sources on the mosaic when the products are computed (a delayed task
+    that receives the computed mosaic); parameters as jwst's SourceCatalogStep."""
+    if data.mosaic is None:
+        msg = "source_catalog needs the mosaic: run resample first"
+        raise ParameterError(msg)
+    _catalog._parameters(params)
+    catalog = dask.delayed(_measure, pure=True)(data.mosaic, refs, params)
+    return dataclasses.replace(data, mosaic=completed(data.mosaic, "source_catalog"), catalog=catalog)
+
+
+def _measure(mosaic: xr.Dataset, refs: Any, params: dict[str, Any]) -> tuple[Any, np.ndarray | None]:
+    catalog, segm = _catalog.source_catalog(mosaic, refs, **params)
+    return catalog, None if segm is None else np.asarray(segm.sci.values)
+
+
+# ------------------------------------------------------------------------------ products
+
+def crf_name(exposure: xr.Dataset, asn_id: str) -> str:
+    """``<exposure root>_<asn id>_crf.fits`` as jwst names the outlier-flagged exposures."""
+    filename = str(keywords.get(exposure.attrs.get("meta", {}), "filename", exposure.attrs.get("source", "exposure")))
+    root = posixpath.basename(filename).rsplit("_", 1)[0]
+    return f"{root}_{asn_id}_crf.fits"
+
+
+def prepare_products(data: Image3Data, out_dir: str) -> tuple[list[PendingWrite], list[Any]]:
+    """Pending FITS writes (crf, i2d, segm) and delayed writes (cat.ecsv) of an Image3 run."""
+    pending = [prepare_write(ds, posixpath.join(out_dir, crf_name(ds, data.asn_id)), "crf")
+               for ds in data.exposures]
+    delayed = []
+    if data.mosaic is not None:
+        pending.append(prepare_write(data.mosaic, posixpath.join(out_dir, f"{data.product_name}_i2d.fits"), "i2d"))
+    if data.catalog is not None:
+        delayed.append(dask.delayed(_write_catalog_and_segm, pure=False)(
+            data.catalog, dict(data.mosaic.attrs), posixpath.join(out_dir, data.product_name)))
+    return pending, delayed
+
+
+def _write_catalog_and_segm(result: tuple[Any, np.ndarray | None], attrs: dict[str, Any], root: str) -> list[str]:
+    catalog, labels = result
+    written = []
+    if catalog is None:
+        log.warning("source_catalog: no sources; no %s_cat.ecsv", root)
+        return written
+    written.append(_catalog.write_catalog(catalog, f"{root}_cat.ecsv"))
+    if labels is not None:
+        segm = xr.Dataset({"sci": (("y", "x"), labels.astype(np.uint32))}, attrs=attrs)
+        written.append(_catalog.write_segmentation(segm, f"{root}_segm.fits"))
+    return written
+
