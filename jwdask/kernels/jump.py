@@ -34,8 +34,10 @@ passes them so that tiles equal the whole-frame result:
 
 Left to None, each is computed from the tile's interior (exact for a whole frame).
 
-Snowball (``expand_large_events``) and MIRI shower (``find_showers``) flagging need whole-frame
-connected regions and are not implemented: requesting them raises ``NotImplementedError``.
+Snowball (``expand_large_events``) and MIRI shower (``find_showers``) flagging need connected
+regions across tiles: they live in :mod:`jwdask.kernels.large_events` and
+:mod:`jwdask.kernels.showers`, and the step (:mod:`jwdask.detector1.jump`) runs them after this
+kernel; passing those flags here raises ``NotImplementedError`` pointing there.
 """
 
 from __future__ import annotations
