@@ -160,7 +160,7 @@ def detect_jumps(
     min_diffs_single_pass : int
         Usable differences per integration needed for the single pass.
     expand_large_events, find_showers : bool
-        Snowball / MIRI shower flagging: not implemented, True raises NotImplementedError.
+        Snowball / MIRI shower flagging happen outside this kernel (jwdask.kernels.large_events, showers); True raises NotImplementedError here.
     fix_minimum_groups : bool
         False (default) reproduces jwst's single-process stcal, which gates on 3 groups
         whatever ``minimum_groups`` is [quirk]; True uses ``minimum_groups``.
