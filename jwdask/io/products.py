@@ -96,10 +96,12 @@ PRODUCTS: dict[str, ProductSpec] = {
     "calints": ProductSpec("calints", "CubeModel", _science(CUBE, _AREA, var_flat=True), ("INT_TIMES",)),
     "crf": ProductSpec("crf", "ImageModel", _science(IMAGE, _AREA, var_flat=True)),
     "i2d": ProductSpec("i2d", "ImageModel", (
-        ArraySpec("SCI", "float32", IMAGE, "data"), ArraySpec("ERR", "float32", IMAGE, "err"),
-        ArraySpec("CON", "int32", ("plane", "y", "x")), ArraySpec("WHT", "float32", IMAGE),
-        ArraySpec("VAR_POISSON", "float32", IMAGE), ArraySpec("VAR_RNOISE", "float32", IMAGE),
-        ArraySpec("VAR_FLAT", "float32", IMAGE)), ("HDRTAB",), detector_frame=False),
+        ArraySpec("SCI", "float32", IMAGE, "data"), ArraySpec("ERR", "float32", IMAGE, "err", optional=True),
+        ArraySpec("CON", "int32", ("plane", "y", "x"), optional=True), ArraySpec("WHT", "float32", IMAGE),
+        ArraySpec("VAR_POISSON", "float32", IMAGE, optional=True),
+        ArraySpec("VAR_RNOISE", "float32", IMAGE, optional=True),
+        ArraySpec("VAR_FLAT", "float32", IMAGE, optional=True), ArraySpec("DQ", "uint32", IMAGE, optional=True)),
+        ("HDRTAB",), detector_frame=False),
     "segm": ProductSpec("segm", "SegmentationMapModel", (ArraySpec("SCI", "uint32", IMAGE),),
                         detector_frame=False),
 }

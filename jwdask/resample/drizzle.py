@@ -1,0 +1,485 @@
+"""Drizzle one input exposure onto one output tile with the ``drizzle`` package's C kernel.
+
+The work unit is an (exposure, output tile) pair. On the client, a coarse evaluation of the
+exposure's pixel map (every ``PLAN_STEP`` input pixels) tells which input pixels can reach
+each tile; the task then gets only that slab of the input (plus a one-pixel halo, so drop
+corners interpolate from the same pixel-map cells as on the whole image), evaluates the exact
+pixel map on it and drizzles it onto a local output array that contains the slab's whole
+footprint. Because nothing is clipped at the local array's border, every output pixel of the
+tile receives exactly the contributions it receives when the whole exposure is drizzled onto
+the whole mosaic (image3.md §6.3); the tile is then cut out.
+
+A task returns additive partial sums on its tile (float64): ``wd = Σ f·w·d`` and ``w = Σ f·w``
+(from drizzle's per-image weighted mean and weight), context bits, and per variance array
+``S = Σ ω²·Ṽ`` and ``Ω = Σ ω`` (image3.md §6.4). :mod:`jwdask.resample.reduce` adds them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from astropy.nddata.bitmask import bitfield_to_boolean_mask
+from scipy import interpolate
+
+from jwdask import dqflags
+from jwdask.errors import ParameterError
+from jwdask.kernels.flat_field import match_nans_and_flags
+from jwdask.resample import scanner
+
+log = logging.getLogger(__name__)
+
+KERNELS = ("square", "gaussian", "point", "turbo", "lanczos2", "lanczos3")
+WEIGHT_TYPES = ("ivm", "ivm-sky", "exptime", None)
+VARIANCES = ("var_rnoise", "var_flat", "var_poisson")
+GOOD_BITS = "~DO_NOT_USE+NON_SCIENCE"
+PLAN_STEP = 16
+"""Spacing [input pixels] of the coarse pixel map used to plan (exposure, tile) overlaps."""
+PLAN_MARGIN = 3.0
+"""Extra margin [output pixels] around each coarse cell's footprint (curvature, rounding)."""
+
+
+@dataclass(frozen=True)
+class DrizzleParams:
+    """Drizzle parameters shared by every input (jwst ResampleStep names and defaults).
+
+    ``pixel_scale_ratio`` is output over input pixel scale: it sizes the non-square kernels
+    and divides the variances by its square.
+    """
+
+    kernel: str = "square"
+    pixfrac: float = 1.0
+    weight_type: str | None = "ivm"
+    good_bits: int | str | None = GOOD_BITS
+    pixel_scale_ratio: float = 1.0
+    enable_ctx: bool = True
+    enable_var: bool = True
+    propagate_dq: bool = False
+    pixmap_stepsize: float = 1.0
+    pixmap_order: int = 1
+    n_inputs: int = 1
+
+    def __post_init__(self) -> None:
+        if self.kernel not in KERNELS:
+            msg = f"resample: kernel must be one of {KERNELS}, not {self.kernel!r}"
+            raise ParameterError(msg)
+        if not 0.0 <= self.pixfrac <= 1.0:
+            msg = f"resample: pixfrac must be in [0, 1], not {self.pixfrac}"
+            raise ParameterError(msg)
+        if self.weight_type not in WEIGHT_TYPES:
+            msg = f"resample: weight_type must be one of {WEIGHT_TYPES}, not {self.weight_type!r}"
+            raise ParameterError(msg)
+        if self.weight_type is None and self.enable_var:
+            msg = ("resample: weight_type=None gives no weights to combine the variance arrays "
+                   "(jwst 3.0 rejects it too); use 'ivm' or 'exptime', or enable_err=False")
+            raise ParameterError(msg)
+        if self.pixmap_stepsize > 1 and self.pixmap_order not in (1, 3):
+            msg = f"resample: pixmap_order must be 1 or 3, not {self.pixmap_order}"
+            raise ParameterError(msg)
+        if self.pixel_scale_ratio <= 0:
+            msg = f"resample: pixel_scale_ratio must be > 0, not {self.pixel_scale_ratio}"
+            raise ParameterError(msg)
+
+    @property
+    def n_planes(self) -> int:
+        """Number of 32-bit context planes."""
+        return (self.n_inputs - 1) // 32 + 1
+
+    @property
+    def reach(self) -> float:
+        """How far [output pixels] from its mapped centre an input pixel can deposit flux."""
+        s = self.pixel_scale_ratio
+        pf = max(self.pixfrac, 1e-3)
+        if self.kernel == "square":
+            half = math.sqrt(0.5) * pf / s
+        elif self.kernel == "turbo":
+            half = 0.5 * pf / s
+        elif self.kernel == "point" or self.pixfrac <= 0.001:
+            half = 0.5
+        elif self.kernel == "gaussian":
+            half = max(2.5 * pf / 2.3548 / s, 1.2 / s)
+        else:
+            half = (2 if self.kernel == "lanczos2" else 3) * pf / s + 1.0
+        return half + 1.0
+
+
+@dataclass(frozen=True)
+class InputInfo:
+    """What the planner and the tasks need to know about one input (no pixel data).
+
+    Attributes
+    ----------
+    index : int
+        Context id (position in the input list).
+    wcs : gwcs.WCS
+        detector (0-based array pixels) -> world.
+    shape : (int, int)
+        ``(ny, nx)``.
+    xyrange : (int, int, int, int)
+        ``(xmin, xmax, ymin, ymax)`` of the pixels drizzled (inclusive; the bounding box).
+    level : float or None
+        Sky level subtracted before drizzling (``BKGLEVEL`` when ``BKGSUB`` is False).
+    tmeasure : float
+        Weight of ``weight_type='exptime'`` [s] (``TMEASURE``, else ``EFFEXPTM``).
+    """
+
+    index: int
+    wcs: Any
+    shape: tuple[int, int]
+    xyrange: tuple[int, int, int, int]
+    level: float | None
+    tmeasure: float
+
+
+@dataclass(frozen=True)
+class Overlap:
+    """One (input, tile) task: which input pixels, which local output array, which tile.
+
+    ``slab`` is the input slice ``(y0, y1, x0, x1)`` (exclusive ends) including the halo;
+    ``driz`` the inclusive ``(xmin, xmax, ymin, ymax)`` drizzled, relative to the slab;
+    ``origin``/``shape`` the local output array (global output pixel of its [0, 0]);
+    ``tile`` the global ``(y0, y1, x0, x1)`` of the output tile.
+    """
+
+    slab: tuple[int, int, int, int]
+    driz: tuple[int, int, int, int]
+    origin: tuple[int, int]
+    shape: tuple[int, int]
+    tile: tuple[int, int, int, int]
+
+
+@dataclass
+class CoarseMap:
+    """A coarse pixel map of one input: output (x, y) at input nodes ``xs`` x ``ys``."""
+
+    xs: np.ndarray
+    ys: np.ndarray
+    px: np.ndarray
+    py: np.ndarray
+    cells: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        corners_x = np.stack([self.px[:-1, :-1], self.px[:-1, 1:], self.px[1:, :-1], self.px[1:, 1:]])
+        corners_y = np.stack([self.py[:-1, :-1], self.py[:-1, 1:], self.py[1:, :-1], self.py[1:, 1:]])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            self.cells = np.stack([np.nanmin(corners_x, 0), np.nanmax(corners_x, 0),
+                                   np.nanmin(corners_y, 0), np.nanmax(corners_y, 0)])
+
+
+def input_from_dataset(index: int, ds: Any) -> tuple[InputInfo, dict[str, Any], Any]:
+    """``(InputInfo, dask arrays, WCS bounding box)`` of a cal Dataset for
+    :func:`jwdask.resample.reduce.drizzle_mosaic` (``index`` is its context id).
+
+    Arrays: ``sci``, ``err``, ``dq``, ``var_rnoise``, ``var_poisson``, ``var_flat``,
+    ``var_sky`` (None when absent or not shaped like ``sci``). The sky level ``BKGLEVEL`` is
+    subtracted when ``BKGSUB`` is not True; ``TMEASURE`` (else ``EFFEXPTM``) [s] is the
+    ``exptime`` weight.
+    """
+    import dask.array as da
+
+    from jwdask.io import keywords
+
+    meta = ds.attrs.get("meta", {})
+    wcs = ds.attrs["wcs"]
+    shape = tuple(int(n) for n in ds.sci.shape)
+    bbox = getattr(wcs, "bounding_box", None)
+    level = keywords.get(meta, "background.level")
+    tmeasure = keywords.get(meta, "exposure.measurement_time")
+    if tmeasure is None:
+        tmeasure = keywords.get(meta, "exposure.exposure_time")
+    info = InputInfo(index=index, wcs=wcs, shape=shape, xyrange=resample_range(shape, bbox),
+                     level=None if (keywords.get(meta, "background.subtracted") or level is None) else float(level),
+                     tmeasure=float(tmeasure) if tmeasure is not None else 1.0)
+    arrays = {}
+    for name in ("sci", "err", "dq", *VARIANCES, "var_sky"):
+        if name in ds and ds[name].shape == ds.sci.shape:
+            data = ds[name].data
+            arrays[name] = data if isinstance(data, da.Array) else da.from_array(np.asarray(data))
+        else:
+            arrays[name] = None
+    return info, arrays, bbox
+
+
+def resample_range(shape: tuple[int, int], bbox: Any) -> tuple[int, int, int, int]:
+    """Inclusive ``(xmin, xmax, ymin, ymax)`` of the input pixels drizzled (jwst's rule)."""
+    ny, nx = shape
+    if bbox is None:
+        return 0, nx - 1, 0, ny - 1
+    (x1, x2), (y1, y2) = bbox.bounding_box(order="F") if hasattr(bbox, "bounding_box") else bbox
+    xmin, ymin = max(0, int(x1 + 0.5)), max(0, int(y1 + 0.5))
+    xmax = max(xmin, min(nx - 1, int(x2 + 0.5)))
+    ymax = max(ymin, min(ny - 1, int(y2 + 0.5)))
+    return xmin, xmax, ymin, ymax
+
+
+def map_pixels(wcs: Any, grid_wcs: Any, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Output pixel (x, y) of input pixels (x, y): input forward (NaN outside its bounding box),
+    then output inverse (no bounding box)."""
+    ra, dec = wcs(x, y)
+    return grid_wcs.invert(ra, dec, with_bounding_box=False)
+
+
+def coarse_map(info: InputInfo, grid_wcs: Any, step: int = PLAN_STEP) -> CoarseMap:
+    """The pixel map of ``info`` on nodes every ``step`` pixels over its drizzled range."""
+    xmin, xmax, ymin, ymax = info.xyrange
+    xs = np.unique(np.append(np.arange(xmin, xmax + 1, step), xmax))
+    ys = np.unique(np.append(np.arange(ymin, ymax + 1, step), ymax))
+    gx, gy = np.meshgrid(xs.astype(float), ys.astype(float))
+    px, py = map_pixels(info.wcs, grid_wcs, gx, gy)
+    return CoarseMap(xs, ys, np.asarray(px, float), np.asarray(py, float))
+
+
+def plan_overlaps(info: InputInfo, cmap: CoarseMap, tiles: list[tuple[int, int, int, int]],
+                  params: DrizzleParams) -> dict[int, Overlap]:
+    """The tasks of one input: tile index -> :class:`Overlap` for every tile it can reach."""
+    ny, nx = info.shape
+    xmin, xmax, ymin, ymax = info.xyrange
+    pad = params.reach + PLAN_MARGIN
+    cx0, cx1, cy0, cy1 = cmap.cells
+    valid = np.isfinite(cx0) & np.isfinite(cy0)
+    if not valid.any():
+        log.warning("resample: input %d maps nowhere on the output grid", info.index)
+        return {}
+    fx0, fx1 = np.nanmin(cx0[valid]) - pad, np.nanmax(cx1[valid]) + pad
+    fy0, fy1 = np.nanmin(cy0[valid]) - pad, np.nanmax(cy1[valid]) + pad
+    out: dict[int, Overlap] = {}
+    for t, (ty0, ty1, tx0, tx1) in enumerate(tiles):
+        if tx1 - 0.5 < fx0 or tx0 - 0.5 > fx1 or ty1 - 0.5 < fy0 or ty0 - 0.5 > fy1:
+            continue
+        hit = valid & (cx1 + pad >= tx0 - 0.5) & (cx0 - pad <= tx1 - 0.5) \
+            & (cy1 + pad >= ty0 - 0.5) & (cy0 - pad <= ty1 - 0.5)
+        if not hit.any():
+            continue
+        rows, cols = np.nonzero(hit)
+        j0, j1, i0, i1 = rows.min(), rows.max(), cols.min(), cols.max()
+        x0, x1 = int(cmap.xs[i0]), int(cmap.xs[i1 + 1])
+        y0, y1 = int(cmap.ys[j0]), int(cmap.ys[j1 + 1])
+        x0, x1 = _at_least_two(x0, x1, xmin, xmax)
+        y0, y1 = _at_least_two(y0, y1, ymin, ymax)
+        block = (slice(j0, j1 + 1), slice(i0, i1 + 1))
+        ok = valid[block]
+        ax0 = math.floor(min(np.nanmin(cx0[block][ok]) - pad, tx0))
+        ax1 = math.ceil(max(np.nanmax(cx1[block][ok]) + pad, tx1 - 1))
+        ay0 = math.floor(min(np.nanmin(cy0[block][ok]) - pad, ty0))
+        ay1 = math.ceil(max(np.nanmax(cy1[block][ok]) + pad, ty1 - 1))
+        sy0, sy1 = max(0, y0 - 1), min(ny, y1 + 2)
+        sx0, sx1 = max(0, x0 - 1), min(nx, x1 + 2)
+        out[t] = Overlap(slab=(sy0, sy1, sx0, sx1), driz=(x0 - sx0, x1 - sx0, y0 - sy0, y1 - sy0),
+                         origin=(ay0, ax0), shape=(ay1 - ay0 + 1, ax1 - ax0 + 1),
+                         tile=(ty0, ty1, tx0, tx1))
+    return out
+
+
+def _at_least_two(lo: int, hi: int, vmin: int, vmax: int) -> tuple[int, int]:
+    """Widen ``[lo, hi]`` to >= 2 pixels inside ``[vmin, vmax]`` (the C kernel needs it)."""
+    if hi > lo:
+        return lo, hi
+    return (lo, lo + 1) if lo + 1 <= vmax else (max(vmin, lo - 1), hi)
+
+
+def stepsize_nodes(info: InputInfo, bbox: Any, params: DrizzleParams) -> dict[str, np.ndarray] | None:
+    """The sparse pixel-map nodes jwst interpolates when ``pixmap_stepsize > 1`` (None: exact).
+
+    Returns ``{"xs", "ys", "box"}``: node coordinates and the inclusive ``(xmin, xmax, ymin,
+    ymax)`` interpolated; the node values are evaluated by :func:`pixel_map`.
+    """
+    ny, nx = info.shape
+    if bbox is None:
+        xmin, xmax, ymin, ymax = 0, nx - 1, 0, ny - 1
+    else:
+        (bx0, bx1), (by0, by1) = bbox.bounding_box(order="F") if hasattr(bbox, "bounding_box") else bbox
+        xmin, xmax = max(0, math.ceil(bx0)), min(nx - 1, math.floor(bx1))
+        ymin, ymax = max(0, math.ceil(by0)), min(ny - 1, math.floor(by1))
+    width, height = xmax - xmin + 1, ymax - ymin + 1
+    step = params.pixmap_stepsize
+    if step == 1 or max(width, height) <= 10:
+        return None
+    npx = max(math.ceil(width / step), min(10, width))
+    npy = max(math.ceil(height / step), min(10, height))
+    return {"xs": np.linspace(xmin, xmax, npx), "ys": np.linspace(ymin, ymax, npy),
+            "box": np.array([xmin, xmax, ymin, ymax])}
+
+
+def pixel_map(wcs: Any, grid_wcs: Any, slab: tuple[int, int, int, int],
+              nodes: Mapping[str, np.ndarray] | None, order: int) -> np.ndarray:
+    """The ``(ny, nx, 2)`` pixel map of an input slab onto the global output grid.
+
+    With ``nodes`` (``pixmap_stepsize > 1``) the map is the bicubic/bilinear spline of the
+    exposure's sparse nodes, as jwst computes it for the whole image, evaluated on the slab.
+    """
+    y0, y1, x0, x1 = slab
+    if nodes is not None:
+        gx, gy = np.meshgrid(nodes["xs"], nodes["ys"])
+        cx, cy = map_pixels(wcs, grid_wcs, gx, gy)
+        if np.all(np.isfinite(cx)) and np.all(np.isfinite(cy)):
+            bx0, bx1, by0, by1 = (int(v) for v in nodes["box"])
+            fx = interpolate.RectBivariateSpline(nodes["ys"], nodes["xs"], cx, kx=order, ky=order)
+            fy = interpolate.RectBivariateSpline(nodes["ys"], nodes["xs"], cy, kx=order, ky=order)
+            out = np.full((y1 - y0, x1 - x0, 2), np.nan)
+            ry0, ry1, rx0, rx1 = max(y0, by0), min(y1, by1 + 1), max(x0, bx0), min(x1, bx1 + 1)
+            if ry1 > ry0 and rx1 > rx0:
+                rows, cols = np.arange(ry0, ry1), np.arange(rx0, rx1)
+                out[ry0 - y0:ry1 - y0, rx0 - x0:rx1 - x0, 0] = fx(rows, cols)
+                out[ry0 - y0:ry1 - y0, rx0 - x0:rx1 - x0, 1] = fy(rows, cols)
+            return out
+    y, x = np.mgrid[y0:y1, x0:x1].astype(np.float64)
+    px, py = map_pixels(wcs, grid_wcs, x, y)
+    return np.dstack([px, py])
+
+
+def weight_map(dq: np.ndarray, variances: Mapping[str, np.ndarray | None], info: InputInfo,
+               params: DrizzleParams) -> np.ndarray:
+    """Per-pixel drizzle weight (float32): good-pixel mask times 1/VAR_RNOISE (``ivm``),
+    1/VAR_SKY (``ivm-sky``), TMEASURE (``exptime``) or 1 (None)."""
+    good = bitfield_to_boolean_mask(dq, params.good_bits, good_mask_value=1, dtype=np.uint8,
+                                    flag_name_map=dqflags.PIXEL)
+    if params.weight_type in ("ivm", "ivm-sky"):
+        name = "var_rnoise" if params.weight_type == "ivm" else "var_sky"
+        var = variances.get(name)
+        if var is None:
+            log.warning("resample: input %d has no %s; drizzle weights set to 1", info.index, name)
+            inv = np.ones(dq.shape, dtype=np.float32)
+        else:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                inv = 1.0 / var
+            inv[~np.isfinite(inv)] = 0
+        result = inv * good
+    elif params.weight_type == "exptime":
+        result = np.float32(info.tmeasure) * good
+    else:
+        result = good
+    return result.astype(np.float32)
+
+
+def _drizzle(data: np.ndarray, weights: np.ndarray, pixmap: np.ndarray, overlap: Overlap,
+             params: DrizzleParams, *, ctx: bool = False, dq: np.ndarray | None = None) -> Any:
+    from drizzle.resample import Drizzle
+
+    driz = Drizzle(kernel=params.kernel, fillval="NaN", out_shape=overlap.shape,
+                   disable_ctx=not ctx, max_ctx_id=0 if ctx else None)
+    xmin, xmax, ymin, ymax = overlap.driz
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Kernel '.*' is not a flux-conserving kernel")
+        try:
+            driz.add_image(data, exptime=1.0, pixmap=pixmap, iscale=1.0,
+                           pixel_scale_ratio=params.pixel_scale_ratio, weight_map=weights, wht_scale=1.0,
+                           pixfrac=params.pixfrac, in_units="cps", xmin=xmin, xmax=xmax, ymin=ymin,
+                           ymax=ymax, **({"dq": dq} if dq is not None else {}))
+        except ValueError as exc:
+            if "valid pixels in the pixel map" not in str(exc):
+                raise
+            return None
+    return driz
+
+
+def drizzle_overlap(sci: np.ndarray, err: np.ndarray | None, dq: np.ndarray,
+                    variances: Mapping[str, np.ndarray | None], *, info: InputInfo, grid_wcs: Any,
+                    overlap: Overlap, params: DrizzleParams,
+                    nodes: Mapping[str, np.ndarray] | None = None,
+                    visited: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Partial sums of one input slab on one output tile (see the module docstring).
+
+    ``sci``, ``err``, ``dq`` and ``variances`` (``var_rnoise``, ``var_poisson``, ``var_flat``,
+    optionally ``var_sky``; None when absent) are the slab ``overlap.slab`` of the input; NaNs
+    and ``DO_NOT_USE`` are first made to agree (jwst's ``match_nans_and_flags``). ``visited``
+    (from :func:`visited_pixels`) limits the pixels drizzled to those drizzle visits when the
+    input is clipped by the mosaic edge.
+    Returns float64 ``wd``, ``w``; uint32 ``con`` (planes, y, x) when ``enable_ctx``; uint32
+    ``dq`` when ``propagate_dq``; ``S:<var>``, ``W:<var>`` when ``enable_var``.
+    """
+    ty0, ty1, tx0, tx1 = overlap.tile
+    ay0, ax0 = overlap.origin
+    cut = (slice(ty0 - ay0, ty1 - ay0), slice(tx0 - ax0, tx1 - ax0))
+    tshape = (ty1 - ty0, tx1 - tx0)
+    pixmap = pixel_map(info.wcs, grid_wcs, overlap.slab, nodes, params.pixmap_order)
+    pixmap[..., 0] -= ax0
+    pixmap[..., 1] -= ay0
+    matched = match_nans_and_flags(sci, err if err is not None else np.zeros_like(sci), dq,
+                                   variances.get("var_poisson"), variances.get("var_rnoise"),
+                                   variances.get("var_flat"))
+    sci, dq = matched.sci, matched.dq
+    variances = {**variances, "var_poisson": matched.var_poisson, "var_rnoise": matched.var_rnoise,
+                 "var_flat": matched.var_flat}
+    weights = weight_map(dq, variances, info, params)
+    if visited is not None:
+        y0, y1, x0, x1 = overlap.slab
+        limits = visited[y0:y1]
+        cols = np.arange(x0, x1)[None, :]
+        weights = weights * ((cols >= limits[:, :1]) & (cols <= limits[:, 1:]))
+    data = sci if info.level is None else sci - info.level
+    out: dict[str, np.ndarray] = {"wd": np.zeros(tshape), "w": np.zeros(tshape)}
+    if params.enable_ctx:
+        out["con"] = np.zeros((params.n_planes, *tshape), dtype=np.uint32)
+    if params.propagate_dq:
+        out["dq"] = np.zeros(tshape, dtype=np.uint32)
+    driz = _drizzle(data, weights, pixmap, overlap, params, ctx=params.enable_ctx,
+                    dq=dq if params.propagate_dq else None)
+    if driz is None:
+        return out
+    wht = driz.out_wht[cut].astype(np.float64)
+    img = driz.out_img[cut].astype(np.float64)
+    out["w"] = wht
+    out["wd"] = np.where(wht != 0, img * wht, 0.0)
+    if params.enable_ctx:
+        bit = (driz.out_ctx[0][cut].astype(np.uint32) & np.uint32(1)) << np.uint32(info.index % 32)
+        out["con"][info.index // 32] = bit
+    if params.propagate_dq:
+        out["dq"] = driz.out_dq[cut].astype(np.uint32)
+    if params.enable_var:
+        out.update(_variance_partials(variances, weights, pixmap, overlap, cut, info, params))
+    return out
+
+
+def corner_points(info: InputInfo, grid_wcs: Any) -> list[tuple[float, float] | None]:
+    """The input range's four outline corners on the output grid, interpolated like drizzle."""
+    ny, nx = info.shape
+    points = []
+    for x, y in scanner.corners(info.xyrange):
+        i0, j0 = min(max(int(x), 0), nx - 2), min(max(int(y), 0), ny - 2)
+        local = pixel_map(info.wcs, grid_wcs, (j0, j0 + 2, i0, i0 + 2), None, 1)
+        points.append(scanner.interpolate_point(local, x - i0, y - j0))
+    return points
+
+
+def visited_pixels(info: InputInfo, grid_wcs: Any, out_shape: tuple[int, int],
+                   nodes: Mapping[str, np.ndarray] | None, order: int) -> np.ndarray | None:
+    """Per input row, the inclusive ``(x1, x2)`` drizzle visits on the whole mosaic (one task
+    per clipped input; evaluates that input's whole pixel map)."""
+    ny, nx = info.shape
+    pixmap = pixel_map(info.wcs, grid_wcs, (0, ny, 0, nx), nodes, order)
+    return scanner.visited_rows(pixmap, info.xyrange, out_shape)
+
+
+def _variance_partials(variances: Mapping[str, np.ndarray | None], weights: np.ndarray, pixmap: np.ndarray,
+                       overlap: Overlap, cut: tuple[slice, slice], info: InputInfo,
+                       params: DrizzleParams) -> dict[str, np.ndarray]:
+    """``S = ω²·Ṽ`` and ``Ω = ω`` where usable, for each variance array of one input."""
+    resampled = {}
+    for name in VARIANCES:
+        var = variances.get(name)
+        if var is None:
+            continue
+        driz = _drizzle(np.sqrt(var), weights, pixmap, overlap, params)
+        if driz is not None:
+            resampled[name] = driz.out_img[cut] ** 2
+    if params.weight_type in ("ivm", "ivm-sky"):
+        rn = resampled.get("var_rnoise")
+        if rn is None:
+            return {}
+        omega = np.zeros(rn.shape)
+        ok = (rn > 0) & np.isfinite(rn)
+        omega[ok] = np.reciprocal(rn[ok])
+    else:
+        omega = np.full(next(iter(resampled.values())).shape if resampled else (0, 0), float(info.tmeasure))
+    out = {}
+    for name, var in resampled.items():
+        use = (var >= 0) & np.isfinite(var) & (omega > 0)
+        out[f"S:{name}"] = np.where(use, var.astype(np.float64) * omega * omega, 0.0)
+        out[f"W:{name}"] = np.where(use, omega, 0.0)
+    return out

@@ -1,0 +1,242 @@
+"""Tree-reduce the per-(input, tile) drizzle partials into the final mosaic arrays.
+
+Graph shape, per output tile: one :func:`jwdask.resample.drizzle.drizzle_overlap` task per
+input that reaches the tile, pairwise-combined (``split_every`` at a time) by summation (OR
+for context and DQ bits), then one finalising task that turns the sums into SCI, WHT, CON,
+ERR, VAR_* (float32, as jwst stores them; image3.md §6.3-6.4). Tiles no input reaches are
+constant fill chunks. Every task holds at most one tile (plus one input slab); an input
+clipped by the mosaic edge adds one task that holds that input's pixel map
+(:func:`jwdask.resample.drizzle.visited_pixels`). The mosaic only exists as a dask array
+chunked by tile.
+"""
+
+from __future__ import annotations
+
+import logging
+import operator
+import uuid
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+from dask.highlevelgraph import HighLevelGraph
+
+from jwdask.resample import scanner
+from jwdask.resample.drizzle import (
+    VARIANCES,
+    CoarseMap,
+    DrizzleParams,
+    InputInfo,
+    coarse_map,
+    corner_points,
+    drizzle_overlap,
+    plan_overlaps,
+    stepsize_nodes,
+    visited_pixels,
+)
+from jwdask.resample.grid import OutputGrid
+
+log = logging.getLogger(__name__)
+
+OR_KEYS = ("con", "dq")
+SLAB_ARRAYS = ("sci", "err", "dq", "var_rnoise", "var_poisson", "var_flat", "var_sky")
+
+
+def combine(*partials: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Sum partial tiles (bitwise OR for ``con`` and ``dq``); keys missing in some are kept."""
+    out: dict[str, np.ndarray] = {}
+    for part in partials:
+        for key, value in part.items():
+            if key not in out:
+                out[key] = value.copy()
+            elif key in OR_KEYS:
+                out[key] |= value
+            else:
+                out[key] += value
+    return out
+
+
+def finalize(partial: Mapping[str, np.ndarray], shape: tuple[int, int], fillval: float,
+             params: DrizzleParams, report_var: bool, compute_err: bool) -> dict[str, np.ndarray]:
+    """Final tile arrays from summed partials.
+
+    ``sci = Σfwd / Σfw`` (``fillval`` where the weight is 0), ``wht = Σfw``, ``con`` bits,
+    ``var_* = S / psr² / Ω²`` (NaN where Ω = 0), ``err = sqrt(nansum(var_*))`` (NaN where all
+    are NaN). Units: SCI/ERR as the inputs' SCI (MJy/sr), VAR_* squared.
+    """
+    w = partial.get("w", np.zeros(shape))
+    wht = w.astype(np.float32)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sci = np.where(wht != 0, partial.get("wd", np.zeros(shape)) / w, fillval).astype(np.float32)
+    out = {"sci": sci, "wht": wht}
+    if params.enable_ctx:
+        con = partial.get("con", np.zeros((params.n_planes, *shape), dtype=np.uint32))
+        out["con"] = con.view(np.int32)
+    if params.propagate_dq:
+        out["dq"] = partial.get("dq", np.zeros(shape, dtype=np.uint32))
+    if params.enable_var:
+        scale = 1.0 / params.pixel_scale_ratio**2
+        variances = {}
+        for name in VARIANCES:
+            s = partial.get(f"S:{name}")
+            omega = partial.get(f"W:{name}")
+            if s is None:
+                variances[name] = np.full(shape, np.nan, dtype=np.float32)
+                continue
+            with np.errstate(divide="ignore", invalid="ignore"):
+                variances[name] = np.where(omega > 0, s * scale / omega / omega, np.nan).astype(np.float32)
+        if compute_err:
+            stack = np.stack([variances[n] for n in VARIANCES])
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                err = np.sqrt(np.nansum(stack, axis=0)).astype(np.float32)
+            err[np.all(np.isnan(stack), axis=0)] = np.nan
+            out["err"] = err
+        if report_var:
+            out.update(variances)
+    return out
+
+
+def tile_bounds(shape: tuple[int, int], tile: tuple[int, int]) -> tuple[tuple[tuple[int, ...], tuple[int, ...]],
+                                                                       list[tuple[int, int, int, int]]]:
+    """Dask chunks ``(ychunks, xchunks)`` and the ``(y0, y1, x0, x1)`` of every tile (row-major)."""
+    ny, nx = shape
+    ty, tx = tile
+    ychunks = tuple(min(ty, ny - y) for y in range(0, ny, ty))
+    xchunks = tuple(min(tx, nx - x) for x in range(0, nx, tx))
+    tiles = [(y, min(y + ty, ny), x, min(x + tx, nx)) for y in range(0, ny, ty) for x in range(0, nx, tx)]
+    return (ychunks, xchunks), tiles
+
+
+def drizzle_mosaic(inputs: Sequence[tuple[InputInfo, Mapping[str, da.Array | None], Any]], grid: OutputGrid,
+                   params: DrizzleParams, *, tile: int | tuple[int, int] = 512, fillval: float = np.nan,
+                   report_var: bool = True, compute_err: bool = True,
+                   split_every: int = 4) -> dict[str, da.Array]:
+    """Lazy mosaic arrays of ``inputs`` drizzled onto ``grid``, chunked by output tile.
+
+    Parameters
+    ----------
+    inputs : sequence of (InputInfo, arrays, bbox)
+        Per input: its description, its dask arrays on ``(y, x)`` (``sci``, ``dq``,
+        ``var_rnoise``, ``var_poisson``, ``var_flat``, ``var_sky``; None when absent) and its
+        WCS bounding box (for ``pixmap_stepsize``).
+    grid : OutputGrid
+        The output grid.
+    params : DrizzleParams
+        Drizzle parameters.
+    tile : int or (int, int)
+        Output tile size [pixels].
+    fillval : float
+        SCI value where no input contributes.
+
+    Returns
+    -------
+    dict of dask arrays
+        ``sci``, ``wht`` (y, x) float32; ``con`` (plane, y, x) int32 if ``enable_ctx``;
+        ``err`` and ``var_*`` float32 if ``enable_var`` (``var_*`` only with ``report_var``);
+        ``dq`` uint32 if ``propagate_dq``.
+    """
+    tile_yx = (tile, tile) if isinstance(tile, int) else (int(tile[0]), int(tile[1]))
+    chunks, tiles = tile_bounds(grid.shape, tile_yx)
+    token = dask.base.tokenize([(i.index, {k: None if a is None else a.name for k, a in arrs.items()})
+                                for i, arrs, _ in inputs], grid.shape, tile_yx, params, fillval,
+                               report_var, compute_err, uuid.uuid4().hex)
+    layer: dict[Any, Any] = {f"resample-grid-wcs-{token}": grid.wcs}
+    dependencies: list[da.Array] = []
+    per_tile: dict[int, list[Any]] = {}
+    for info, arrays, bbox in inputs:
+        cmap: CoarseMap = coarse_map(info, grid.wcs)
+        overlaps = plan_overlaps(info, cmap, tiles, params)
+        log.debug("resample: input %d reaches %d of %d tiles", info.index, len(overlaps), len(tiles))
+        nodes = stepsize_nodes(info, bbox, params)
+        info_key = f"resample-input-{info.index}-{token}"
+        layer[info_key] = info
+        visited_key = None
+        if scanner.needs_scan(corner_points(info, grid.wcs), grid.shape, margin=1e-6):
+            visited_key = f"resample-visited-{info.index}-{token}"
+            layer[visited_key] = (visited_pixels, info_key, f"resample-grid-wcs-{token}", grid.shape, nodes,
+                                  params.pixmap_order)
+        for t, ov in overlaps.items():
+            y0, y1, x0, x1 = ov.slab
+            keys = []
+            for name in SLAB_ARRAYS:
+                arr = arrays.get(name)
+                if arr is None:
+                    keys.append(None)
+                    continue
+                slab = arr[y0:y1, x0:x1].rechunk(-1)
+                dependencies.append(slab)
+                keys.append((slab.name, 0, 0))
+            key = (f"resample-partial-{token}", info.index, t)
+            layer[key] = (_partial, *keys, info_key, f"resample-grid-wcs-{token}", ov, params, nodes,
+                          visited_key)
+            per_tile.setdefault(t, []).append(key)
+    finals = {}
+    for t, parts in per_tile.items():
+        level = 0
+        while len(parts) > 1:
+            level += 1
+            merged = []
+            for n, i in enumerate(range(0, len(parts), split_every)):
+                key = (f"resample-combine-{token}", t, level, n)
+                layer[key] = (combine, *parts[i:i + split_every])
+                merged.append(key)
+            parts = merged
+        ty0, ty1, tx0, tx1 = tiles[t]
+        key = (f"resample-final-{token}", t)
+        layer[key] = (finalize, parts[0], (ty1 - ty0, tx1 - tx0), fillval, params, report_var, compute_err)
+        finals[t] = key
+    return _assemble(layer, dependencies, finals, tiles, chunks, params, token=token, fillval=fillval,
+                     report_var=report_var, compute_err=compute_err)
+
+
+def _partial(sci: np.ndarray, err: np.ndarray | None, dq: np.ndarray, var_rnoise: np.ndarray | None,
+             var_poisson: np.ndarray | None, var_flat: np.ndarray | None, var_sky: np.ndarray | None,
+             info: InputInfo, grid_wcs: Any, overlap: Any, params: DrizzleParams,
+             nodes: Mapping[str, np.ndarray] | None, visited: np.ndarray | None) -> dict[str, np.ndarray]:
+    variances = {"var_rnoise": var_rnoise, "var_poisson": var_poisson, "var_flat": var_flat, "var_sky": var_sky}
+    return drizzle_overlap(sci, err, dq, variances, info=info, grid_wcs=grid_wcs, overlap=overlap,
+                           params=params, nodes=nodes, visited=visited)
+
+
+def _fields(params: DrizzleParams, report_var: bool, compute_err: bool) -> dict[str, tuple[np.dtype, float]]:
+    fields = {"sci": (np.dtype(np.float32), None), "wht": (np.dtype(np.float32), 0.0)}
+    if params.enable_ctx:
+        fields["con"] = (np.dtype(np.int32), 0)
+    if params.propagate_dq:
+        fields["dq"] = (np.dtype(np.uint32), 0)
+    if params.enable_var:
+        if compute_err:
+            fields["err"] = (np.dtype(np.float32), np.nan)
+        if report_var:
+            fields.update({name: (np.dtype(np.float32), np.nan) for name in VARIANCES})
+    return fields
+
+
+def _assemble(tasks: Mapping[Any, Any], dependencies: list[da.Array], finals: Mapping[int, Any], tiles: list[tuple[int, int, int, int]],
+              chunks: tuple[tuple[int, ...], tuple[int, ...]], params: DrizzleParams, *, token: str,
+              fillval: float, report_var: bool, compute_err: bool) -> dict[str, da.Array]:
+    """One dask array per field whose chunk (i, j) is field ``name`` of tile (i, j)'s final."""
+    ychunks, xchunks = chunks
+    ncols = len(xchunks)
+    out = {}
+    for name, (dtype, empty) in _fields(params, report_var, compute_err).items():
+        fill = fillval if name == "sci" else empty
+        planes = name == "con"
+        key = f"resample-{name}-{token}"
+        layer: dict[Any, Any] = dict(tasks)
+        for t, (y0, y1, x0, x1) in enumerate(tiles):
+            i, j = divmod(t, ncols)
+            index = (key, 0, i, j) if planes else (key, i, j)
+            if t in finals:
+                layer[index] = (operator.getitem, finals[t], name)
+            else:
+                shape = (params.n_planes, y1 - y0, x1 - x0) if planes else (y1 - y0, x1 - x0)
+                layer[index] = (np.full, shape, fill, dtype)
+        field_graph = HighLevelGraph.from_collections(key, layer, dependencies=dependencies)
+        array_chunks = ((params.n_planes,), ychunks, xchunks) if planes else (ychunks, xchunks)
+        out[name] = da.Array(field_graph, key, array_chunks, dtype=dtype)
+    return out
