@@ -19,3 +19,8 @@ def resample(ds: xr.Dataset, refs: Any = None, **params: Any) -> xr.Dataset:
     crval, output_shape, ...) plus ``tile`` [pixels]. ``refs`` is unused."""
     params.pop("blendheaders", None)
     return resample_mosaic([ds], refs, blendheaders=False, **params)
+
+
+def i2d_product(ds: xr.Dataset) -> xr.Dataset:
+    """The ``_i2d`` product of a resampled exposure (the Dataset resample returned)."""
+    return ds
