@@ -26,7 +26,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="jwdask", formatter_class=RichHelpFormatter,
         description="The JWST calibration pipeline on Dask: simulate raw exposures, calibrate "
                     "them on a laptop or a cluster, inspect the products.")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-v: every step, -vv: debug)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("simulate", formatter_class=RichHelpFormatter,
@@ -59,16 +59,42 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2, help="LocalCluster workers (default: 2)")
 
     p = sub.add_parser("program", formatter_class=RichHelpFormatter,
-                       help="run whole programs (many exposures) durably (not yet available)")
+                       help="run whole programs (many exposures) durably and resumably",
+                       description="Find the exposures and associations of a program (building "
+                                   "associations from the headers when none are given), run "
+                                   "Detector1 -> Image2 -> Image3 as one dependency graph, record "
+                                   "every job in a store; running it again resumes.")
     p.add_argument("action", choices=["run"])
-    p.add_argument("inputs", nargs="*")
+    p.add_argument("inputs", nargs="+", help="folders, *_uncal.fits files, *_asn.json associations")
+    p.add_argument("--out", required=True, help="output folder (the job store defaults to OUT/jwdask-jobs.sqlite)")
+    p.add_argument("--store-url", help="SQLAlchemy URL of a shared job store (default: SQLite in --out)")
+    p.add_argument("--stages", default="detector1,image2,image3", help="stages to run, in order")
+    p.add_argument("--retries", type=int, default=2, help="retries of a job after a worker is lost")
+    p.add_argument("--pipeline", action="append", default=[], metavar="STAGE=YAML",
+                   help="a pipeline YAML for a stage; repeatable")
+    _add_run_options(p, program=True)
+
     p = sub.add_parser("serve", formatter_class=RichHelpFormatter,
-                       help="the job service and dashboard (not yet available)")
+                       help="the job service (REST API under /api/v1/) and its dashboard",
+                       description="Accept programs over HTTP (bearer token from JWDASK_TOKEN or "
+                                   "--token-file), run them on the scheduler, track them in the store.")
+    p.add_argument("--host", default="127.0.0.1", help="listen address (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="listen port (default: 8000)")
+    p.add_argument("--data-root", action="append", required=True,
+                   help="folder submitted paths must lie in; repeatable")
+    p.add_argument("--scheduler", default=None, help="Dask scheduler address (default: a LocalCluster)")
+    p.add_argument("--token-file", help="file whose first line is the API token (default: $JWDASK_TOKEN)")
+    p.add_argument("--store-url", help="SQLAlchemy URL of the job store (default: SQLite in the output root)")
+    p.add_argument("--out-root", help="where programs write their products (default: DATA_ROOT/jwdask-out)")
+    p.add_argument("--max-programs", type=int, default=2, help="programs run at the same time")
+    p.add_argument("--workers", type=int, default=None, help="LocalCluster workers (default: one per core)")
+    p.add_argument("--dashboard-url", help="public link to the Dask dashboard shown on the page")
     return parser
 
 
-def _add_run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", type=Path, help="a pipeline YAML overriding the stage's defaults")
+def _add_run_options(p: argparse.ArgumentParser, *, program: bool = False) -> None:
+    if not program:
+        p.add_argument("--config", type=Path, help="a pipeline YAML overriding the stage's defaults")
     p.add_argument("--ref", action="append", default=[], metavar="REFTYPE=PATH",
                    help="use this reference file (or N/A) for REFTYPE; repeatable")
     p.add_argument("--refs-dir", help="folder of CRDS-format reference files")
@@ -79,8 +105,10 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=None, help="LocalCluster workers (default: one per core)")
     p.add_argument("--memory-limit", default="auto", help="LocalCluster memory limit per worker (e.g. 4GB)")
     p.add_argument("--tile", type=int, default=512, help="pixel tile size in y and x (default: 512)")
+    if program:
+        return
     p.add_argument("--save-intermediates", default="", metavar="STEP[,STEP...]",
-                   help="also write the Dataset after these steps as zarr")
+                   help="also write the Dataset after these steps (FITS and zarr)")
     p.add_argument("--zarr", action="store_true", help="also write every product as a zarr store")
 
 
@@ -90,11 +118,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     overrides = [e for e in extra if e.startswith("--steps.")]
     unknown = [e for e in extra if not e.startswith("--steps.")]
-    if unknown or (overrides and args.command != "run"):
+    if unknown or (overrides and args.command not in ("run", "program")):
         parser.error(f"unrecognized arguments: {' '.join(unknown or overrides)}")
-    logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose + 1, 2)],
+    logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
                         format="%(message)s", handlers=[RichHandler(console=console, show_path=False)])
     logging.getLogger("distributed").setLevel(logging.WARNING)
+    for name in ("jwdask.cluster", "jwdask.io.products"):
+        logging.getLogger(name).setLevel(min(logging.INFO, logging.getLogger().level))
     try:
         return _dispatch(args, overrides)
     except JwdaskError as exc:
@@ -120,10 +150,8 @@ def _dispatch(args: argparse.Namespace, overrides: list[str]) -> int:
     if args.command == "demo":
         return commands.demo(args.out, args.preset, args.seed, args.scheduler, args.workers)
     if args.command == "program":
-        msg = "`jwdask program run` (durable multi-exposure programs) is not built yet: issue 7"
-        raise NotImplementedError(msg)
-    msg = "`jwdask serve` (job service and dashboard) is not built yet: issue 7"
-    raise NotImplementedError(msg)
+        return commands.program(args, overrides)
+    return commands.serve(args)
 
 
 def entry() -> None:

@@ -159,6 +159,36 @@ def run_pipeline(pipeline: Pipeline, inputs: Sequence[str], out: str, refs: Any,
     return urls
 
 
+def program(args: argparse.Namespace, overrides: Sequence[str]) -> int:
+    """``jwdask program run``: a whole program through the durable, resumable runner."""
+    from jwdask.service.runner import program_run, steps_by_stage
+
+    pipelines = {}
+    for item in args.pipeline:
+        stage, sep, path = item.partition("=")
+        if not sep:
+            msg = f"--pipeline takes STAGE=YAML, got '{item}'"
+            raise ParameterError(msg)
+        pipelines[stage] = path
+    stages = [s for s in args.stages.split(",") if s]
+    steps = steps_by_stage(parse_overrides(overrides), pipelines or None, stages)
+    return program_run(args.inputs, args.out, scheduler=args.scheduler, store_url=args.store_url,
+                       refs=ref_provider(args), pipelines=pipelines or None, steps=steps, stages=stages,
+                       tile=args.tile, retries=args.retries, n_workers=args.workers,
+                       memory_limit=args.memory_limit, console=console)
+
+
+def serve(args: argparse.Namespace) -> int:
+    """``jwdask serve``: the job service until interrupted."""
+    from jwdask.service.api import read_token
+    from jwdask.service.api import serve as run_service
+
+    run_service(args.host, args.port, args.data_root, args.scheduler, read_token(args.token_file),
+                store_url=args.store_url, out_root=args.out_root, max_programs=args.max_programs,
+                n_workers=args.workers, dashboard_url=args.dashboard_url)
+    return 0
+
+
 def run_association_pipeline(pipeline: Pipeline, associations: Sequence[str], out: str, refs: Any, *,
                              tile: int = 512, zarr: bool = False) -> list[str]:
     """Run an association-level pipeline (Image3) on each association file; return the URLs.
@@ -202,7 +232,8 @@ def _is_ramp(ds: xr.Dataset) -> bool:
 
 
 def demo(out: Path, preset: str, seed: int, scheduler: str | None, workers: int) -> int:
-    """Simulate a small program, run every stage that exists, write products and a PNG."""
+    """Simulate a small dithered program and run Detector1 -> Image2 -> Image3 on it: raw
+    exposures to rates, calibrated exposures, a mosaic, its catalog and a quick-look PNG."""
     from jwdask.quicklook import quicklook_png
     from jwdask.refs import RefProvider
     from jwdask.simulate import simulate_program
@@ -211,7 +242,18 @@ def demo(out: Path, preset: str, seed: int, scheduler: str | None, workers: int)
     refs = RefProvider(refs_dir=str(prog.refs_dir))
     products = out / "products"
     with cluster.client(scheduler, n_workers=workers):
+        console.print("[bold]Detector1[/]: raw ramps -> count rates")
         rates = run_pipeline(Pipeline.load("detector1"), [str(p) for p in prog.uncal], str(products), refs)
-    png = quicklook_png([u for u in rates if u.endswith("_rate.fits")], out / "quicklook.png")
-    console.print(f"[bold green]demo done[/]: {len(rates)} products in {products}, quick look {png}")
+        console.print("[bold]Image2[/]: count rates -> calibrated exposures")
+        cals = run_pipeline(Pipeline.load("image2"), [u for u in rates if u.endswith("_rate.fits")],
+                            str(products), refs)
+        asn = products / prog.image3_asn.name
+        asn.write_text(prog.image3_asn.read_text())
+        console.print("[bold]Image3[/]: calibrated exposures -> mosaic and catalog")
+        image3 = Pipeline.load("image3").with_params(tweakreg={"abs_refcat": str(prog.refcat)})
+        mosaic = run_association_pipeline(image3, [str(asn)], str(products), refs)
+    i2d = [u for u in mosaic if u.endswith("_i2d.fits")]
+    png = quicklook_png(i2d + [u for u in rates if u.endswith("_rate.fits")][:3], out / "quicklook.png")
+    written = len(rates) + len(cals) + len(mosaic)
+    console.print(f"[bold green]demo done[/]: {written} products in {products}, quick look {png}")
     return 0

@@ -94,3 +94,33 @@ def run_official_image2(rate: Path, reference_files: Mapping[str, Path], out_dir
     pipe.prefetch_references = False
     pipe.run(str(rate))
     return out_dir / rate.name.replace("_rate", "_cal")
+
+
+def image3_overrides(reference_files: Mapping[str, Path], refcat: Path | None = None) -> dict[str, dict[str, object]]:
+    """Image3Pipeline step arguments that use exactly the simulator's reference files; tweakreg
+    aligns to ``refcat`` (the simulator's ``refcat.ecsv``) or, without it, only relatively."""
+    refs = {k: str(v) for k, v in reference_files.items()}
+    return {
+        "tweakreg": {"abs_refcat": str(refcat) if refcat is not None else ""},
+        "source_catalog": {"override_apcorr": refs["apcorr"], "override_abvegaoffset": refs["abvegaoffset"]},
+    }
+
+
+def run_official_image3(asn_path: Path, reference_files: Mapping[str, Path], out_dir: Path,
+                        monkeypatch: pytest.MonkeyPatch, refcat: Path | None = None,
+                        **step_params: dict[str, object]) -> Path:
+    """Run ``jwst.pipeline.Image3Pipeline`` on an image3 association of ``_cal`` files; return
+    the ``_i2d.fits`` path (the ``_cat.ecsv`` catalog is written next to it)."""
+    import json
+
+    pipeline = pytest.importorskip("jwst.pipeline")
+    offline_crds(out_dir, monkeypatch)
+    steps = image3_overrides(reference_files, refcat)
+    for step, params in step_params.items():
+        steps.setdefault(step, {}).update(params)
+    steps = with_na_defaults(pipeline.Image3Pipeline, steps)
+    pipe = pipeline.Image3Pipeline(steps=steps, output_dir=str(out_dir), save_results=True)
+    pipe.prefetch_references = False
+    pipe.run(str(asn_path))
+    product = json.loads(Path(asn_path).read_text())["products"][0]["name"]
+    return out_dir / f"{product}_i2d.fits"

@@ -29,13 +29,14 @@ def test_unknown_stage_exits_2(uncal_file, tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
-def test_not_yet_built_commands_say_so(capsys):
-    assert main(["serve"]) == 2
-    assert "not built yet" in capsys.readouterr().err
+def test_serve_without_token_exits_2(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("JWDASK_TOKEN", raising=False)
+    assert main(["serve", "--data-root", str(tmp_path)]) == 2
+    assert "no token" in capsys.readouterr().err
 
 
 def test_console_script_help():
     result = subprocess.run([sys.executable, "-m", "jwdask", "--help"], capture_output=True, text=True, check=False)
     assert result.returncode == 0
-    for command in ("simulate", "info", "run", "demo"):
+    for command in ("simulate", "info", "run", "program", "serve", "demo"):
         assert command in result.stdout
