@@ -112,7 +112,8 @@ class Pipeline:
             for s in spec["steps"]
         )
         return cls(spec["name"], steps, spec.get("input", "uncal"), dict(spec.get("products", {})),
-                   spec.get("description", ""), dict(spec.get("variants", {})))
+                   spec.get("description", ""), dict(spec.get("variants", {})),
+                   {k: dict(v) for k, v in (spec.get("overrides") or {}).items()})
 
     def step(self, name: str) -> Step:
         for s in self.steps:
@@ -175,7 +176,8 @@ class Pipeline:
         return {"name": self.name, "description": self.description, "input": self.input,
                 "steps": [{"name": s.name, "function": fn(s.function), "skip": s.skip,
                            "params": dict(s.params)} for s in self.steps],
-                "products": dict(self.products), "variants": dict(self.variants)}
+                "products": dict(self.products), "variants": dict(self.variants),
+                "overrides": {k: dict(v) for k, v in self.overrides.items()}}
 
     # ------------------------------------------------------------------ running
     def run(self, ds: xr.Dataset, refs: Any = None) -> xr.Dataset:

@@ -117,3 +117,10 @@ def test_product_taken_after_a_step(ds):
     skipped = p.with_params(add={"skip": True})
     final, inter = skipped.run_all(ds)
     assert set(skipped.product_datasets(final, inter)) == {"final"}
+
+
+def test_round_trip_keeps_overrides_for_variants():
+    p = Pipeline.load("detector1").with_params(jump={"rejection_threshold": 6.0})
+    again = Pipeline.from_dict(p.to_dict())
+    assert again.to_dict() == p.to_dict()
+    assert again.for_exposure({"instrument": {"name": "MIRI"}}).step("jump").params["rejection_threshold"] == 6.0
