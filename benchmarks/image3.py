@@ -1,0 +1,383 @@
+"""Benchmark: jwdask Image3 against jwst's on the same simulated 8-exposure program.
+
+An 8-exposure variant of the simulator's ``small`` preset (SUB400P, eight dithers) is made
+once (kept in ``--workdir``) and reduced to ``_cal`` files with jwdask Detector1 + Image2.
+Then, each in its own subprocess tree with one thread per process:
+
+* resample alone: jwdask ``resample_mosaic`` writing the ``_i2d`` on a LocalCluster of 1 and
+  of 2 workers (worker scaling), and jwst's ``ResampleStep`` on the same association;
+* the whole stage: ``jwdask.commands.run_association_pipeline(Pipeline.load("image3"))`` on 2
+  workers, and jwst's ``Image3Pipeline`` (``tests/official.py``), both aligning to the
+  simulator's reference catalog.
+
+Reports wall and CPU seconds (CPU of the whole process tree; steadier on a shared machine),
+peak RSS of each process tree (jwdask: client/scheduler process plus each worker, and the
+psutil-sampled sum), and how far the mosaics agree (SCI on pixels with WHT > max/2).
+Targets: >= 2x faster than jwst (wall), <= 0.5x jwst's peak memory, >= 0.8x linear scaling
+from 1 to 2 workers.
+
+``--scale N`` instead drizzles N (default 60) exposures synthesized from one cal file of the
+program (``--scale-source`` picks another, e.g. a full-frame cal) by shifting its WCS on a
+grid with 25 % overlap, on a 2-worker LocalCluster with ``memory_limit="4GB"`` per worker, and
+reports completion, wall time, output size and each worker's peak RSS.
+
+Usage: ``python benchmarks/image3.py [--workdir DIR] [--tile 512]`` or
+``python benchmarks/image3.py --scale 60 [--workdir DIR] [--scale-source CAL]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import json
+import logging
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from _common import emit, machine, run_child, timed
+from detector1 import _tree_cpu_seconds, _worker_usage
+from image2 import TreePeakRSS
+
+REPO = Path(__file__).resolve().parent.parent
+SPEED_TARGET = 2.0
+MEMORY_TARGET = 0.5
+SCALING_TARGET = 0.8
+DITHERS = ((0.0, 0.0), (1.2, 0.9), (-0.8, 1.5), (0.6, -1.3), (2.1, -0.4), (-1.7, -1.1), (0.3, 2.4),
+           (-2.2, 0.6))
+"""Offsets [arcsec] of the eight exposures (the ``small`` preset's four plus four more)."""
+
+
+def preset() -> Any:
+    """The ``small`` preset with eight dithers."""
+    from jwdask.simulate import PRESETS
+
+    return dataclasses.replace(PRESETS["small"], name="small8", dithers=DITHERS)
+
+
+def prepare(workdir: Path, seed: int) -> dict[str, Any]:
+    """Simulate the program and make its cal files with jwdask (both reused when in
+    ``workdir``); return the job description the children read."""
+    job_file = workdir / "small8_job.json"
+    if job_file.exists():
+        print(f"reusing the simulated program and cal files in {workdir}")
+        return json.loads(job_file.read_text())
+    from jwdask import cluster
+    from jwdask.commands import run_pipeline
+    from jwdask.pipeline import Pipeline
+    from jwdask.refs import RefProvider
+    from jwdask.simulate import simulate_program
+
+    start = time.perf_counter()
+    prog = simulate_program(preset(), workdir / "small8", seed=seed)
+    print(f"simulated 8 SUB400P exposures in {time.perf_counter() - start:.0f} s")
+    start = time.perf_counter()
+    cal_dir = workdir / "cal"
+    refs = RefProvider(refs_dir=str(prog.refs_dir))
+    with cluster.client(None, n_workers=2, dashboard=False):
+        rates = run_pipeline(Pipeline.load("detector1"), [str(p) for p in prog.uncal], str(workdir / "rate"), refs)
+        urls = run_pipeline(Pipeline.load("image2").with_params(resample={"skip": True}),
+                            [u for u in rates if u.endswith("_rate.fits")], str(cal_dir), refs)
+    cals = sorted(u for u in urls if u.endswith("_cal.fits"))
+    print(f"made {len(cals)} cal files with jwdask Detector1 + Image2 in {time.perf_counter() - start:.0f} s")
+    asn = json.loads(prog.image3_asn.read_text())
+    asn["products"][0]["members"] = [{"expname": c, "exptype": "science"} for c in cals]
+    asn_path = cal_dir / prog.image3_asn.name
+    asn_path.write_text(json.dumps(asn))
+    job = {"cal": cals, "asn": str(asn_path), "refs_dir": str(prog.refs_dir), "refcat": str(prog.refcat),
+           "reference_files": {k: str(v) for k, v in prog.reference_files.items()},
+           "product": asn["products"][0]["name"]}
+    job_file.write_text(json.dumps(job))
+    return job
+
+
+def _jwdask_usage(client: Any, run: dict[str, Any], rss: TreePeakRSS) -> dict[str, Any]:
+    workers = list(client.run(_worker_usage).values())
+    client_usage = _worker_usage()
+    run.update({"workers": workers, "client": client_usage, "tree_peak_rss_mb": rss.peak_mb,
+                "peak_rss_sum_mb": client_usage["peak_rss_mb"] + sum(w["peak_rss_mb"] for w in workers)})
+    return run
+
+
+def child_jwdask_resample(folder: Path, workers: int, tile: int) -> dict[str, Any]:
+    """Child: jwdask resample of the cal files into an i2d on ``workers`` workers."""
+    from jwdask import cluster
+    from jwdask.image3.resample import resample_mosaic
+    from jwdask.io.products import compute_writes, open_product, prepare_write
+
+    job = json.loads((folder / "job.json").read_text())
+    out = folder / f"jwdask-resample-{workers}"
+    out.mkdir(exist_ok=True)
+    with TreePeakRSS() as rss, cluster.client(None, n_workers=workers, dashboard=False) as client:
+        def work() -> list[str]:
+            mosaic = resample_mosaic([open_product(c, tile=(tile, tile)) for c in job["cal"]], tile=tile)
+            return compute_writes([prepare_write(mosaic, str(out / f"{job['product']}_i2d.fits"), "i2d")])
+
+        cpu = _tree_cpu_seconds()
+        urls, run = timed(work)
+        run.update({"cpu_seconds": _tree_cpu_seconds() - cpu, "i2d": urls[0]})
+        return _jwdask_usage(client, run, rss)
+
+
+def child_jwdask_stage(folder: Path, tile: int) -> dict[str, Any]:
+    """Child: the jwdask Image3 pipeline on the association on 2 workers."""
+    from jwdask import cluster
+    from jwdask.commands import run_association_pipeline
+    from jwdask.pipeline import Pipeline
+    from jwdask.refs import RefProvider
+
+    job = json.loads((folder / "job.json").read_text())
+    out = folder / "jwdask-stage"
+    out.mkdir(exist_ok=True)
+    pipeline = Pipeline.load("image3").with_params(tweakreg={"abs_refcat": job["refcat"]})
+    with TreePeakRSS() as rss, cluster.client(None, n_workers=2, dashboard=False) as client:
+        cpu = _tree_cpu_seconds()
+        urls, run = timed(lambda: run_association_pipeline(pipeline, [job["asn"]], str(out),
+                                                           RefProvider(refs_dir=job["refs_dir"]), tile=tile))
+        run.update({"cpu_seconds": _tree_cpu_seconds() - cpu, "i2d": next(u for u in urls if u.endswith("_i2d.fits"))})
+        return _jwdask_usage(client, run, rss)
+
+
+def _quiet_jwst() -> None:
+    for name in ("stpipe", "jwst", "stcal", "tweakwcs", "crds", "drizzle"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def child_jwst_resample(folder: Path) -> dict[str, Any]:
+    """Child: jwst's ResampleStep on the association of cal files."""
+    import pytest
+
+    sys.path.insert(0, str(REPO))
+    from tests.official import offline_crds
+
+    job = json.loads((folder / "job.json").read_text())
+    out = folder / "jwst-resample"
+    out.mkdir(exist_ok=True)
+    _quiet_jwst()
+    with TreePeakRSS() as rss, pytest.MonkeyPatch.context() as mp:
+        offline_crds(out, mp)
+        from jwst.resample import ResampleStep
+
+        def work() -> str:
+            path = out / f"{job['product']}_i2d.fits"
+            result = ResampleStep.call(job["asn"])
+            result.save(str(path))
+            return str(path)
+
+        cpu = _tree_cpu_seconds()
+        i2d, run = timed(work)
+    run.update({"cpu_seconds": _tree_cpu_seconds() - cpu, "i2d": i2d, "tree_peak_rss_mb": rss.peak_mb})
+    return run
+
+
+def child_jwst_stage(folder: Path) -> dict[str, Any]:
+    """Child: jwst's Image3Pipeline on the association."""
+    import pytest
+
+    sys.path.insert(0, str(REPO))
+    from tests.official import run_official_image3
+
+    job = json.loads((folder / "job.json").read_text())
+    out = folder / "jwst-stage"
+    out.mkdir(exist_ok=True)
+    _quiet_jwst()
+    refs = {k: Path(v) for k, v in job["reference_files"].items()}
+    with TreePeakRSS() as rss, pytest.MonkeyPatch.context() as mp:
+        cpu = _tree_cpu_seconds()
+        i2d, run = timed(lambda: str(run_official_image3(Path(job["asn"]), refs, out, mp, refcat=Path(job["refcat"]))))
+    run.update({"cpu_seconds": _tree_cpu_seconds() - cpu, "i2d": i2d, "tree_peak_rss_mb": rss.peak_mb})
+    return run
+
+
+def shifted(ds: Any, dra: float, ddec: float) -> Any:
+    """``ds`` with its WCS moved by (``dra``, ``ddec``) degrees on the sky (an RA/Dec shift
+    after the last transform; RA_REF/DEC_REF, CRVAL and S_REGION, which sets the mosaic grid, follow)."""
+    from astropy.modeling.models import Shift
+    from gwcs import WCS
+
+    wcs = ds.attrs["wcs"]
+    steps = list(wcs.pipeline)
+    moved = WCS([*[(s.frame, s.transform) for s in steps[:-2]],
+                 (steps[-2].frame, steps[-2].transform | (Shift(dra) & Shift(ddec))), (steps[-1].frame, None)])
+    moved.bounding_box = wcs.bounding_box
+    meta = copy.deepcopy(ds.attrs["meta"])
+    info = meta.get("wcsinfo", {})
+    for key, delta in (("ra_ref", dra), ("dec_ref", ddec), ("crval1", dra), ("crval2", ddec)):
+        info[key] += delta
+    words = info["s_region"].split()
+    values = [float(w) for w in words[2:]]
+    values[0::2] = [ra + dra for ra in values[0::2]]
+    values[1::2] = [dec + ddec for dec in values[1::2]]
+    info["s_region"] = " ".join([*words[:2], *(f"{v:.9f}" for v in values)])
+    return ds.assign_attrs(wcs=moved, meta=meta)
+
+
+def synthetic_program(source: str, n: int, tile: int) -> list[Any]:
+    """``n`` copies of one cal exposure on a grid of pointings overlapping by 25 % (lazy:
+    every copy reads the same file)."""
+    from jwdask.io.products import open_product
+
+    base = open_product(source, tile=(tile, tile))
+    ny, nx = base["sci"].shape
+    ra, dec = base.attrs["wcs"](nx / 2, ny / 2)
+    ra1, dec1 = base.attrs["wcs"](nx / 2 + 1, ny / 2)
+    scale = math.hypot((ra1 - ra) * math.cos(math.radians(dec)), dec1 - dec)
+    step = 0.75 * max(nx, ny) * scale
+    cols = math.ceil(math.sqrt(n))
+    out = []
+    for k in range(n):
+        i, j = k % cols, k // cols
+        out.append(shifted(base, i * step / math.cos(math.radians(dec)), j * step))
+    return out
+
+
+def child_scale(folder: Path, n: int, source: str, tile: int) -> dict[str, Any]:
+    """Child: drizzle ``n`` synthesized exposures on 2 workers limited to 4 GB each."""
+    from jwdask import cluster
+    from jwdask.image3.resample import resample_mosaic
+    from jwdask.io.products import compute_writes, prepare_write
+
+    out = folder / "scale"
+    out.mkdir(exist_ok=True)
+    result: dict[str, Any] = {"n": n, "source": source}
+    with TreePeakRSS() as rss, cluster.client(None, n_workers=2, memory_limit="4GB", dashboard=False) as client:
+        start, cpu = time.perf_counter(), _tree_cpu_seconds()
+        try:
+            mosaic = resample_mosaic(synthetic_program(source, n, tile), tile=tile)
+            result["shape"] = list(mosaic["sci"].shape)
+            result["graph_seconds"] = time.perf_counter() - start
+            compute_writes([prepare_write(mosaic, str(out / "scale_i2d.fits"), "i2d")])
+            result["completed"] = True
+        except Exception as exc:  # noqa: BLE001 - the benchmark reports any failure
+            result.update({"completed": False, "error": f"{type(exc).__name__}: {exc}"})
+        result.update({"seconds": time.perf_counter() - start, "cpu_seconds": _tree_cpu_seconds() - cpu})
+        return _jwdask_usage(client, result, rss)
+
+
+def compare_i2d(ours: str, theirs: str) -> dict[str, Any]:
+    """Shape equality and SCI agreement on well-covered pixels (WHT > max/2)."""
+    from astropy.io import fits
+
+    with fits.open(ours) as a, fits.open(theirs) as b:
+        if a["SCI"].data.shape != b["SCI"].data.shape:
+            return {"same_shape": False, "shapes": [a["SCI"].data.shape, b["SCI"].data.shape]}
+        wht = b["WHT"].data
+        good = np.isfinite(wht) & (wht > 0.5 * np.nanmax(wht))
+        x, y = a["SCI"].data[good].astype(np.float64), b["SCI"].data[good].astype(np.float64)
+        floor = float(np.nanmedian(np.abs(b["ERR"].data[good])))
+        diff = np.abs(x - y) / np.maximum(np.abs(y), floor)
+        return {"same_shape": True, "max_relative_difference": float(np.nanmax(diff)),
+                "beyond_1e-3": int(np.count_nonzero(diff > 1e-3)), "pixels": int(good.sum())}
+
+
+def _tree_peak(run: dict[str, Any]) -> float:
+    return run.get("peak_rss_sum_mb", run["peak_rss_mb"])
+
+
+def _peaks(run: dict[str, Any], sep: str) -> str:
+    return sep.join(f"{w['peak_rss_mb']:.0f}" for w in run["workers"])
+
+
+def _line(label: str, run: dict[str, Any]) -> str:
+    text = f"{label:24s} {run['seconds']:7.1f} s wall, {run['cpu_seconds']:7.1f} s CPU, peak RSS {_tree_peak(run):6.0f} MB"
+    if "workers" in run:
+        text += (f" (client/scheduler {run['client']['peak_rss_mb']:.0f} + workers "
+                 f"{_peaks(run, ' + ')}; psutil-sampled tree "
+                 f"{run['tree_peak_rss_mb']:.0f})")
+    else:
+        text += f" (psutil-sampled tree {run['tree_peak_rss_mb']:.0f})"
+    return text
+
+
+def _verdict(ok: bool) -> str:
+    return "met" if ok else "MISSED"
+
+
+def compare(workdir: Path, tile: int, seed: int) -> None:
+    """Resample alone (1 and 2 workers) and the whole stage, jwdask vs jwst; print the results."""
+    job = prepare(workdir, seed)
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        folder = Path(tmp)
+        (folder / "job.json").write_text(json.dumps(job))
+        runs = {"jwdask resample, 1 worker": run_child(__file__, ["--child", "jwdask-resample", "--workers", "1",
+                                                                   "--folder", tmp, "--tile", str(tile)]),
+                "jwdask resample, 2 workers": run_child(__file__, ["--child", "jwdask-resample", "--workers", "2",
+                                                                    "--folder", tmp, "--tile", str(tile)]),
+                "jwst ResampleStep": run_child(__file__, ["--child", "jwst-resample", "--folder", tmp]),
+                "jwdask Image3, 2 workers": run_child(__file__, ["--child", "jwdask-stage", "--folder", tmp,
+                                                                  "--tile", str(tile)]),
+                "jwst Image3Pipeline": run_child(__file__, ["--child", "jwst-stage", "--folder", tmp])}
+        agree_resample = compare_i2d(runs["jwdask resample, 2 workers"]["i2d"], runs["jwst ResampleStep"]["i2d"])
+        agree_stage = compare_i2d(runs["jwdask Image3, 2 workers"]["i2d"], runs["jwst Image3Pipeline"]["i2d"])
+    print(f"== Image3 on 8 dithered SUB400P exposures (simulated 'small' with 8 dithers); jwdask tile {tile} ==")
+    for label, run in runs.items():
+        print(_line(label, run))
+    for what, ours, theirs, agree in (
+            ("resample", runs["jwdask resample, 2 workers"], runs["jwst ResampleStep"], agree_resample),
+            ("whole stage", runs["jwdask Image3, 2 workers"], runs["jwst Image3Pipeline"], agree_stage)):
+        speed, speed_cpu = theirs["seconds"] / ours["seconds"], theirs["cpu_seconds"] / ours["cpu_seconds"]
+        memory = _tree_peak(ours) / _tree_peak(theirs)
+        print(f"{what}: speed {speed:.2f}x wall ({speed_cpu:.2f}x CPU) vs target >= {SPEED_TARGET:.0f}x: "
+              f"{_verdict(speed >= SPEED_TARGET)}; memory {memory:.2f}x vs target <= {MEMORY_TARGET}x: "
+              f"{_verdict(memory <= MEMORY_TARGET)}; mosaic vs jwst: {agree}")
+    one, two = runs["jwdask resample, 1 worker"], runs["jwdask resample, 2 workers"]
+    scaling = one["seconds"] / two["seconds"] / 2
+    print(f"resample scaling 1 -> 2 workers: {one['seconds'] / two['seconds']:.2f}x speed-up = {scaling:.2f} of linear "
+          f"vs target >= {SCALING_TARGET}: {_verdict(scaling >= SCALING_TARGET)} (CPU {one['cpu_seconds']:.1f} -> "
+          f"{two['cpu_seconds']:.1f} s; on a loaded machine the wall ratio understates it)")
+
+
+def scale(workdir: Path, n: int, source: str | None, tile: int, seed: int) -> None:
+    """Drizzle ``n`` synthesized exposures on 2 workers with 4 GB each; print the outcome."""
+    if source is None:
+        source = prepare(workdir, seed)["cal"][0]
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        run = run_child(__file__, ["--child", "scale", "--folder", tmp, "--scale", str(n),
+                                   "--scale-source", source, "--tile", str(tile)])
+    print(f"== resample of {n} exposures synthesized from {Path(source).name} (shifted WCS, 25 % overlap), "
+          f"LocalCluster 2 workers x memory_limit 4GB, output tile {tile} ==")
+    if run["completed"]:
+        print(f"completed: mosaic {run['shape'][1]} x {run['shape'][0]} pixels in {run['seconds']:.1f} s wall "
+              f"({run['graph_seconds']:.1f} s building the graph), {run['cpu_seconds']:.1f} s CPU")
+    else:
+        print(f"FAILED after {run['seconds']:.1f} s: {run['error']}")
+    print(f"peak worker RSS: {_peaks(run, ', ')} MB (limit 4000 MB); "
+          f"client/scheduler {run['client']['peak_rss_mb']:.0f} MB; psutil-sampled tree {run['tree_peak_rss_mb']:.0f} MB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", type=Path, help="where the simulated program and cal files are kept (default: temporary)")
+    parser.add_argument("--tile", type=int, default=512, help="jwdask input/output tile [pixels]")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--scale", type=int, nargs="?", const=60, help="drizzle this many synthesized exposures")
+    parser.add_argument("--scale-source", help="the cal file the --scale exposures are made from")
+    parser.add_argument("--child", choices=("jwdask-resample", "jwdask-stage", "jwst-resample", "jwst-stage", "scale"))
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--folder", type=Path)
+    args = parser.parse_args()
+    children = {"jwdask-resample": lambda: child_jwdask_resample(args.folder, args.workers, args.tile),
+                "jwdask-stage": lambda: child_jwdask_stage(args.folder, args.tile),
+                "jwst-resample": lambda: child_jwst_resample(args.folder),
+                "jwst-stage": lambda: child_jwst_stage(args.folder),
+                "scale": lambda: child_scale(args.folder, args.scale, args.scale_source, args.tile)}
+    if args.child:
+        emit(children[args.child]())
+        return
+    print(f"machine: {machine()}")
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = args.workdir or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        if args.scale:
+            scale(workdir, args.scale, args.scale_source, args.tile, args.seed)
+        else:
+            compare(workdir, args.tile, args.seed)
+
+
+if __name__ == "__main__":
+    main()
