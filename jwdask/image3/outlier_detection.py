@@ -316,7 +316,8 @@ def blot_median(ds: xr.Dataset, index: int, grid: OutputGrid, median: da.Array,
                 row.append(da.full((dy, dx), np.nan, dtype=np.float32))
                 continue
             py0, py1, px0, px1 = window
-            task = dask.delayed(_blot_tile, pure=True)(median[py0:py1, px0:px1], wcs_key, grid_key, slab,
+            patch = median[py0:py1, px0:px1].rechunk(-1).to_delayed(optimize_graph=False).ravel()[0]
+            task = dask.delayed(_blot_tile, pure=True)(patch, wcs_key, grid_key, slab,
                                                        window, (ny, nx), nodes, params.pixmap_order)
             row.append(da.from_delayed(task, shape=(dy, dx), dtype=np.float32))
         rows.append(row)

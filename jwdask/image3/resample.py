@@ -20,7 +20,12 @@ import xarray as xr
 from jwdask.errors import InputError, ParameterError
 from jwdask.io import keywords
 from jwdask.resample.drizzle import GOOD_BITS, DrizzleParams, input_from_dataset
-from jwdask.resample.grid import OutputGrid, custom_grid, output_grid, sregion_footprints
+from jwdask.resample.grid import (
+    OutputGrid,
+    custom_grid,
+    output_grid,
+    sregion_footprints,
+)
 from jwdask.resample.reduce import drizzle_mosaic
 
 log = logging.getLogger(__name__)

@@ -9,9 +9,11 @@ footprint. Because nothing is clipped at the local array's border, every output 
 tile receives exactly the contributions it receives when the whole exposure is drizzled onto
 the whole mosaic (image3.md §6.3); the tile is then cut out.
 
-A task returns additive partial sums on its tile (float64): ``wd = Σ f·w·d`` and ``w = Σ f·w``
-(from drizzle's per-image weighted mean and weight), context bits, and per variance array
-``S = Σ ω²·Ṽ`` and ``Ω = Σ ω`` (image3.md §6.4). :mod:`jwdask.resample.reduce` adds them.
+A task returns its tile compactly: drizzle's float32 weighted mean ``img`` and weight ``wht``,
+context bits, and per variance array the float32 resampled variance ``V:<var>``.
+:func:`partial_sums` turns that into additive sums (float64): ``wd = Σ f·w·d``, ``w = Σ f·w``,
+and per variance ``S = Σ ω²·Ṽ`` and ``Ω = Σ ω`` (image3.md §6.4), which
+:mod:`jwdask.resample.reduce` adds; the same arithmetic whatever the tiling.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import astropy.units as u
 import numpy as np
 from astropy.nddata.bitmask import bitfield_to_boolean_mask
 from scipy import interpolate
@@ -42,6 +45,8 @@ PLAN_STEP = 16
 """Spacing [input pixels] of the coarse pixel map used to plan (exposure, tile) overlaps."""
 PLAN_MARGIN = 3.0
 """Extra margin [output pixels] around each coarse cell's footprint (curvature, rounding)."""
+MAP_BLOCK = 1 << 18
+"""Pixels per block when evaluating an exact pixel map (bounds the WCS temporaries)."""
 
 
 @dataclass(frozen=True)
@@ -220,9 +225,47 @@ def resample_range(shape: tuple[int, int], bbox: Any) -> tuple[int, int, int, in
 
 def map_pixels(wcs: Any, grid_wcs: Any, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Output pixel (x, y) of input pixels (x, y): input forward (NaN outside its bounding box),
-    then output inverse (no bounding box)."""
-    ra, dec = wcs(x, y)
-    return grid_wcs.invert(ra, dec, with_bounding_box=False)
+    then output inverse (no bounding box).
+
+    When every point lies inside the input's bounding box, the forward transform is called
+    without it (the box would only copy the inputs and outputs; the values are the same)."""
+    return _Mapper(wcs, grid_wcs)(x, y)
+
+
+class _Mapper:
+    """:func:`map_pixels` for repeated calls: the output grid's analytic inverse transform is
+    built once (gwcs rebuilds it on every ``invert``); same values as ``grid_wcs.invert``."""
+
+    def __init__(self, wcs: Any, grid_wcs: Any) -> None:
+        self.wcs, self.grid_wcs = wcs, grid_wcs
+        try:
+            inverse = grid_wcs.backward_transform
+        except NotImplementedError:
+            inverse = None
+        self.inverse = None if inverse is None or getattr(inverse, "uses_quantity", True) else inverse
+
+    def __call__(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        inside = _inside_box(self.wcs, x, y)
+        ra, dec = self.wcs(x, y, with_bounding_box=not inside)
+        if self.inverse is None or isinstance(ra, u.Quantity):
+            return self.grid_wcs.invert(ra, dec, with_bounding_box=False)
+        return self.inverse(ra, dec, with_bounding_box=False, fill_value=np.nan)
+
+
+def _inside_box(wcs: Any, x: np.ndarray, y: np.ndarray) -> bool:
+    """True when all (x, y) lie inside ``wcs``'s 2-D bounding box (inclusive, as astropy)."""
+    bbox = getattr(wcs, "bounding_box", None)
+    if bbox is None:
+        return True
+    try:
+        (x1, x2), (y1, y2) = bbox.bounding_box(order="F") if hasattr(bbox, "bounding_box") else bbox
+    except (TypeError, ValueError):
+        return False
+    x, y = np.asarray(x), np.asarray(y)
+    if x.size == 0:
+        return True
+    lo_x, hi_x, lo_y, hi_y = min(x1, x2), max(x1, x2), min(y1, y2), max(y1, y2)
+    return bool(x.min() >= lo_x and x.max() <= hi_x and y.min() >= lo_y and y.max() <= hi_y)
 
 
 def coarse_map(info: InputInfo, grid_wcs: Any, step: int = PLAN_STEP) -> CoarseMap:
@@ -328,9 +371,17 @@ def pixel_map(wcs: Any, grid_wcs: Any, slab: tuple[int, int, int, int],
                 out[ry0 - y0:ry1 - y0, rx0 - x0:rx1 - x0, 0] = fx(rows, cols)
                 out[ry0 - y0:ry1 - y0, rx0 - x0:rx1 - x0, 1] = fy(rows, cols)
             return out
-    y, x = np.mgrid[y0:y1, x0:x1].astype(np.float64)
-    px, py = map_pixels(wcs, grid_wcs, x, y)
-    return np.dstack([px, py])
+    out = np.empty((y1 - y0, x1 - x0, 2))
+    xs = np.arange(x0, x1, dtype=np.float64)
+    rows = max(1, MAP_BLOCK // max(1, x1 - x0))
+    mapper = _Mapper(wcs, grid_wcs)
+    for r0 in range(y0, y1, rows):
+        r1 = min(y1, r0 + rows)
+        x, y = np.meshgrid(xs, np.arange(r0, r1, dtype=np.float64))
+        px, py = mapper(x, y)
+        out[r0 - y0:r1 - y0, :, 0] = px
+        out[r0 - y0:r1 - y0, :, 1] = py
+    return out
 
 
 def weight_map(dq: np.ndarray, variances: Mapping[str, np.ndarray | None], info: InputInfo,
@@ -382,22 +433,28 @@ def drizzle_overlap(sci: np.ndarray, err: np.ndarray | None, dq: np.ndarray,
                     variances: Mapping[str, np.ndarray | None], *, info: InputInfo, grid_wcs: Any,
                     overlap: Overlap, params: DrizzleParams,
                     nodes: Mapping[str, np.ndarray] | None = None,
-                    visited: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Partial sums of one input slab on one output tile (see the module docstring).
+                    visited: np.ndarray | None = None, pixmap: np.ndarray | None = None,
+                    owned: bool = False) -> dict[str, Any]:
+    """The compact partial of one input slab on one output tile (see the module docstring).
 
     ``sci``, ``err``, ``dq`` and ``variances`` (``var_rnoise``, ``var_poisson``, ``var_flat``,
     optionally ``var_sky``; None when absent) are the slab ``overlap.slab`` of the input; NaNs
     and ``DO_NOT_USE`` are first made to agree (jwst's ``match_nans_and_flags``). ``visited``
-    (from :func:`visited_pixels`) limits the pixels drizzled to those drizzle visits when the
-    input is clipped by the mosaic edge.
-    Returns float64 ``wd``, ``w``; uint32 ``con`` (planes, y, x) when ``enable_ctx``; uint32
-    ``dq`` when ``propagate_dq``; ``S:<var>``, ``W:<var>`` when ``enable_var``.
+    (from :func:`exposure_map`) limits the pixels drizzled to those drizzle visits when the
+    input is clipped by the mosaic edge. ``pixmap`` is the slab's pixel map when already
+    evaluated (by :func:`exposure_map`; modified in place only when ``owned``).
+    Returns the compact partial: float32 ``img``, ``wht``; ``tmeasure`` [s]; uint32 ``con``
+    (planes, y, x) when ``enable_ctx``; uint32 ``dq`` when ``propagate_dq``; float32 ``V:<var>``
+    when ``enable_var`` (see :func:`partial_sums`).
     """
     ty0, ty1, tx0, tx1 = overlap.tile
     ay0, ax0 = overlap.origin
     cut = (slice(ty0 - ay0, ty1 - ay0), slice(tx0 - ax0, tx1 - ax0))
     tshape = (ty1 - ty0, tx1 - tx0)
-    pixmap = pixel_map(info.wcs, grid_wcs, overlap.slab, nodes, params.pixmap_order)
+    if pixmap is None:
+        pixmap = pixel_map(info.wcs, grid_wcs, overlap.slab, nodes, params.pixmap_order)
+    elif not owned:
+        pixmap = pixmap.copy()
     pixmap[..., 0] -= ax0
     pixmap[..., 1] -= ay0
     matched = match_nans_and_flags(sci, err if err is not None else np.zeros_like(sci), dq,
@@ -413,27 +470,81 @@ def drizzle_overlap(sci: np.ndarray, err: np.ndarray | None, dq: np.ndarray,
         cols = np.arange(x0, x1)[None, :]
         weights = weights * ((cols >= limits[:, :1]) & (cols <= limits[:, 1:]))
     data = sci if info.level is None else sci - info.level
-    out: dict[str, np.ndarray] = {"wd": np.zeros(tshape), "w": np.zeros(tshape)}
+    del matched, sci
+    out: dict[str, Any] = {"img": np.zeros(tshape, dtype=np.float32), "wht": np.zeros(tshape, dtype=np.float32),
+                           "tmeasure": float(info.tmeasure)}
     if params.enable_ctx:
         out["con"] = np.zeros((params.n_planes, *tshape), dtype=np.uint32)
     if params.propagate_dq:
         out["dq"] = np.zeros(tshape, dtype=np.uint32)
     driz = _drizzle(data, weights, pixmap, overlap, params, ctx=params.enable_ctx,
                     dq=dq if params.propagate_dq else None)
+    del data
     if driz is None:
         return out
-    wht = driz.out_wht[cut].astype(np.float64)
-    img = driz.out_img[cut].astype(np.float64)
-    out["w"] = wht
-    out["wd"] = np.where(wht != 0, img * wht, 0.0)
+    out["wht"] = driz.out_wht[cut].copy()
+    out["img"] = driz.out_img[cut].copy()
     if params.enable_ctx:
         bit = (driz.out_ctx[0][cut].astype(np.uint32) & np.uint32(1)) << np.uint32(info.index % 32)
         out["con"][info.index // 32] = bit
     if params.propagate_dq:
         out["dq"] = driz.out_dq[cut].astype(np.uint32)
+    del driz
     if params.enable_var:
-        out.update(_variance_partials(variances, weights, pixmap, overlap, cut, info, params))
+        for name in VARIANCES:
+            var = variances.get(name)
+            if var is None:
+                continue
+            vdriz = _drizzle(np.sqrt(var), weights, pixmap, overlap, params)
+            if vdriz is not None:
+                out[f"V:{name}"] = vdriz.out_img[cut] ** 2
     return out
+
+
+def is_raw(partial: Mapping[str, Any]) -> bool:
+    """True for one task's compact partial (float32 ``img``/``wht``/``V:*``), False for sums."""
+    return "img" in partial
+
+
+def partial_sums(partial: Mapping[str, Any], params: DrizzleParams) -> dict[str, np.ndarray]:
+    """The additive sums (float64 ``wd``, ``w``, ``S:*``, ``W:*``; ``con``, ``dq``) of one task's
+    compact partial (see the module docstring); sums pass through unchanged."""
+    if not is_raw(partial):
+        return dict(partial)
+    wht = partial["wht"].astype(np.float64)
+    out = {"wd": np.where(wht != 0, partial["img"].astype(np.float64) * wht, 0.0), "w": wht}
+    for key in ("con", "dq"):
+        if key in partial:
+            out[key] = partial[key]
+    if params.enable_var:
+        for name in VARIANCES:
+            sw = variance_sums(partial, name, params)
+            if sw is not None:
+                out[f"S:{name}"], out[f"W:{name}"] = sw
+    return out
+
+
+def variance_sums(partial: Mapping[str, Any], name: str,
+                  params: DrizzleParams) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(S, Ω)`` of variance ``name`` (``S = ω²·Ṽ``, ``Ω = ω`` where usable) from a partial
+    (compact or sums); None when the input has no such variance."""
+    if not is_raw(partial):
+        s = partial.get(f"S:{name}")
+        return None if s is None else (s, partial[f"W:{name}"])
+    var = partial.get(f"V:{name}")
+    if var is None:
+        return None
+    if params.weight_type in ("ivm", "ivm-sky"):
+        rn = partial.get("V:var_rnoise")
+        if rn is None:
+            return None
+        omega = np.zeros(rn.shape)
+        ok = (rn > 0) & np.isfinite(rn)
+        omega[ok] = np.reciprocal(rn[ok])
+    else:
+        omega = np.full(var.shape, float(partial["tmeasure"]))
+    use = (var >= 0) & np.isfinite(var) & (omega > 0)
+    return np.where(use, var.astype(np.float64) * omega * omega, 0.0), np.where(use, omega, 0.0)
 
 
 def corner_points(info: InputInfo, grid_wcs: Any) -> list[tuple[float, float] | None]:
@@ -447,39 +558,26 @@ def corner_points(info: InputInfo, grid_wcs: Any) -> list[tuple[float, float] | 
     return points
 
 
-def visited_pixels(info: InputInfo, grid_wcs: Any, out_shape: tuple[int, int],
-                   nodes: Mapping[str, np.ndarray] | None, order: int) -> np.ndarray | None:
-    """Per input row, the inclusive ``(x1, x2)`` drizzle visits on the whole mosaic (one task
-    per clipped input; evaluates that input's whole pixel map)."""
+def exposure_map(info: InputInfo, grid_wcs: Any, region: tuple[int, int, int, int],
+                 out_shape: tuple[int, int] | None, nodes: Mapping[str, np.ndarray] | None,
+                 order: int) -> dict[str, Any]:
+    """The pixel map of an input on ``region`` ``(0, y1, 0, x1)`` (covering its drizzled range
+    plus a one-pixel halo), shared by that input's tile tasks, and with ``out_shape`` (input
+    clipped by the mosaic edge) the per-row ``(x1, x2)`` drizzle visits on the whole mosaic.
+
+    Returns ``{"pixmap": (y1, x1, 2) array, "visited": (y1, 2) int array or None}``.
+    """
+    pixmap = pixel_map(info.wcs, grid_wcs, region, nodes, order)
+    visited = None if out_shape is None else scanner.visited_rows(pixmap, info.xyrange, out_shape)
+    return {"pixmap": pixmap, "visited": visited}
+
+
+def map_region(info: InputInfo, overlaps: Mapping[int, Overlap]) -> tuple[int, int, int, int]:
+    """``(0, y1, 0, x1)``: the input pixels an :func:`exposure_map` must cover (its range with a
+    one-pixel halo, and every task's slab)."""
     ny, nx = info.shape
-    pixmap = pixel_map(info.wcs, grid_wcs, (0, ny, 0, nx), nodes, order)
-    return scanner.visited_rows(pixmap, info.xyrange, out_shape)
-
-
-def _variance_partials(variances: Mapping[str, np.ndarray | None], weights: np.ndarray, pixmap: np.ndarray,
-                       overlap: Overlap, cut: tuple[slice, slice], info: InputInfo,
-                       params: DrizzleParams) -> dict[str, np.ndarray]:
-    """``S = ω²·Ṽ`` and ``Ω = ω`` where usable, for each variance array of one input."""
-    resampled = {}
-    for name in VARIANCES:
-        var = variances.get(name)
-        if var is None:
-            continue
-        driz = _drizzle(np.sqrt(var), weights, pixmap, overlap, params)
-        if driz is not None:
-            resampled[name] = driz.out_img[cut] ** 2
-    if params.weight_type in ("ivm", "ivm-sky"):
-        rn = resampled.get("var_rnoise")
-        if rn is None:
-            return {}
-        omega = np.zeros(rn.shape)
-        ok = (rn > 0) & np.isfinite(rn)
-        omega[ok] = np.reciprocal(rn[ok])
-    else:
-        omega = np.full(next(iter(resampled.values())).shape if resampled else (0, 0), float(info.tmeasure))
-    out = {}
-    for name, var in resampled.items():
-        use = (var >= 0) & np.isfinite(var) & (omega > 0)
-        out[f"S:{name}"] = np.where(use, var.astype(np.float64) * omega * omega, 0.0)
-        out[f"W:{name}"] = np.where(use, omega, 0.0)
-    return out
+    _, xmax, _, ymax = info.xyrange
+    y1, x1 = min(ny, ymax + 2), min(nx, xmax + 2)
+    for ov in overlaps.values():
+        y1, x1 = max(y1, ov.slab[1]), max(x1, ov.slab[3])
+    return 0, y1, 0, x1

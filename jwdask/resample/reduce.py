@@ -1,19 +1,20 @@
 """Tree-reduce the per-(input, tile) drizzle partials into the final mosaic arrays.
 
 Graph shape, per output tile: one :func:`jwdask.resample.drizzle.drizzle_overlap` task per
-input that reaches the tile, pairwise-combined (``split_every`` at a time) by summation (OR
-for context and DQ bits), then one finalising task that turns the sums into SCI, WHT, CON,
-ERR, VAR_* (float32, as jwst stores them; image3.md §6.3-6.4). Tiles no input reaches are
-constant fill chunks. Every task holds at most one tile (plus one input slab); an input
-clipped by the mosaic edge adds one task that holds that input's pixel map
-(:func:`jwdask.resample.drizzle.visited_pixels`). The mosaic only exists as a dask array
-chunked by tile.
+input that reaches the tile (a compact float32 partial), combined ``split_every`` at a time
+into float64 sums (OR for context and DQ bits), then one finalising task that turns them into
+SCI, WHT, CON, ERR, VAR_* (float32, as jwst stores them; image3.md §6.3-6.4). Tiles no input
+reaches are constant fill chunks. Every task holds at most one tile (plus one input slab),
+except that an input clipped by the mosaic edge (or whose tasks' slabs overlap a lot) has its
+pixel map evaluated once (:func:`jwdask.resample.drizzle.exposure_map`) and shared by its
+tasks: a separate task when it reaches several tiles, else inside its one drizzle task. The
+mosaic only exists as a dask array chunked by tile.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
-import operator
 import uuid
 import warnings
 from collections.abc import Mapping, Sequence
@@ -33,9 +34,13 @@ from jwdask.resample.drizzle import (
     coarse_map,
     corner_points,
     drizzle_overlap,
+    exposure_map,
+    is_raw,
+    map_region,
+    partial_sums,
     plan_overlaps,
     stepsize_nodes,
-    visited_pixels,
+    variance_sums,
 )
 from jwdask.resample.grid import OutputGrid
 
@@ -45,11 +50,12 @@ OR_KEYS = ("con", "dq")
 SLAB_ARRAYS = ("sci", "err", "dq", "var_rnoise", "var_poisson", "var_flat", "var_sky")
 
 
-def combine(*partials: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Sum partial tiles (bitwise OR for ``con`` and ``dq``); keys missing in some are kept."""
+def combine(*partials: Mapping[str, Any], params: DrizzleParams) -> dict[str, np.ndarray]:
+    """Sum partials (compact ones first turned into sums; bitwise OR for ``con`` and ``dq``);
+    keys missing in some are kept."""
     out: dict[str, np.ndarray] = {}
     for part in partials:
-        for key, value in part.items():
+        for key, value in partial_sums(part, params).items():
             if key not in out:
                 out[key] = value.copy()
             elif key in OR_KEYS:
@@ -67,10 +73,15 @@ def finalize(partial: Mapping[str, np.ndarray], shape: tuple[int, int], fillval:
     ``var_* = S / psr² / Ω²`` (NaN where Ω = 0), ``err = sqrt(nansum(var_*))`` (NaN where all
     are NaN). Units: SCI/ERR as the inputs' SCI (MJy/sr), VAR_* squared.
     """
-    w = partial.get("w", np.zeros(shape))
+    if is_raw(partial):
+        w = partial["wht"].astype(np.float64)
+        wd = np.where(w != 0, partial["img"].astype(np.float64) * w, 0.0)
+    else:
+        w, wd = partial.get("w", np.zeros(shape)), partial.get("wd", np.zeros(shape))
     wht = w.astype(np.float32)
     with np.errstate(divide="ignore", invalid="ignore"):
-        sci = np.where(wht != 0, partial.get("wd", np.zeros(shape)) / w, fillval).astype(np.float32)
+        sci = np.where(wht != 0, wd / w, fillval).astype(np.float32)
+    del w, wd
     out = {"sci": sci, "wht": wht}
     if params.enable_ctx:
         con = partial.get("con", np.zeros((params.n_planes, *shape), dtype=np.uint32))
@@ -81,13 +92,14 @@ def finalize(partial: Mapping[str, np.ndarray], shape: tuple[int, int], fillval:
         scale = 1.0 / params.pixel_scale_ratio**2
         variances = {}
         for name in VARIANCES:
-            s = partial.get(f"S:{name}")
-            omega = partial.get(f"W:{name}")
-            if s is None:
+            sw = variance_sums(partial, name, params)
+            if sw is None:
                 variances[name] = np.full(shape, np.nan, dtype=np.float32)
                 continue
+            s, omega = sw
             with np.errstate(divide="ignore", invalid="ignore"):
                 variances[name] = np.where(omega > 0, s * scale / omega / omega, np.nan).astype(np.float32)
+            del s, omega, sw
         if compute_err:
             stack = np.stack([variances[n] for n in VARIANCES])
             with warnings.catch_warnings():
@@ -144,7 +156,8 @@ def drizzle_mosaic(inputs: Sequence[tuple[InputInfo, Mapping[str, da.Array | Non
     token = dask.base.tokenize([(i.index, {k: None if a is None else a.name for k, a in arrs.items()})
                                 for i, arrs, _ in inputs], grid.shape, tile_yx, params, fillval,
                                report_var, compute_err, uuid.uuid4().hex)
-    layer: dict[Any, Any] = {f"resample-grid-wcs-{token}": grid.wcs}
+    grid_key = f"resample-grid-wcs-{token}"
+    layer: dict[Any, Any] = {grid_key: grid.wcs}
     dependencies: list[da.Array] = []
     per_tile: dict[int, list[Any]] = {}
     for info, arrays, bbox in inputs:
@@ -154,11 +167,16 @@ def drizzle_mosaic(inputs: Sequence[tuple[InputInfo, Mapping[str, da.Array | Non
         nodes = stepsize_nodes(info, bbox, params)
         info_key = f"resample-input-{info.index}-{token}"
         layer[info_key] = info
-        visited_key = None
-        if scanner.needs_scan(corner_points(info, grid.wcs), grid.shape, margin=1e-6):
-            visited_key = f"resample-visited-{info.index}-{token}"
-            layer[visited_key] = (visited_pixels, info_key, f"resample-grid-wcs-{token}", grid.shape, nodes,
-                                  params.pixmap_order)
+        scan = bool(overlaps) and scanner.needs_scan(corner_points(info, grid.wcs), grid.shape, margin=1e-6)
+        shared = scan or _shared_map_pays(info, overlaps)
+        map_task = None
+        if shared:
+            map_task = (exposure_map, info_key, grid_key, map_region(info, overlaps), grid.shape if scan else None,
+                        nodes, params.pixmap_order)
+            if len(overlaps) > 1:
+                map_key = f"resample-pixmap-{info.index}-{token}"
+                layer[map_key] = map_task
+                map_task = map_key
         for t, ov in overlaps.items():
             y0, y1, x0, x1 = ov.slab
             keys = []
@@ -171,8 +189,7 @@ def drizzle_mosaic(inputs: Sequence[tuple[InputInfo, Mapping[str, da.Array | Non
                 dependencies.append(slab)
                 keys.append((slab.name, 0, 0))
             key = (f"resample-partial-{token}", info.index, t)
-            layer[key] = (_partial, *keys, info_key, f"resample-grid-wcs-{token}", ov, params, nodes,
-                          visited_key)
+            layer[key] = (_partial, *keys, info_key, grid_key, ov, params, nodes, map_task, len(overlaps) == 1)
             per_tile.setdefault(t, []).append(key)
     finals = {}
     for t, parts in per_tile.items():
@@ -181,25 +198,47 @@ def drizzle_mosaic(inputs: Sequence[tuple[InputInfo, Mapping[str, da.Array | Non
             level += 1
             merged = []
             for n, i in enumerate(range(0, len(parts), split_every)):
+                group = parts[i:i + split_every]
+                if len(group) == 1:
+                    merged.extend(group)
+                    continue
                 key = (f"resample-combine-{token}", t, level, n)
-                layer[key] = (combine, *parts[i:i + split_every])
+                layer[key] = (functools.partial(combine, params=params), *group)
                 merged.append(key)
             parts = merged
         ty0, ty1, tx0, tx1 = tiles[t]
         key = (f"resample-final-{token}", t)
-        layer[key] = (finalize, parts[0], (ty1 - ty0, tx1 - tx0), fillval, params, report_var, compute_err)
+        layer[key] = (_final, parts[0], grid_key, (ty1 - ty0, tx1 - tx0), fillval, params, report_var, compute_err)
         finals[t] = key
     return _assemble(layer, dependencies, finals, tiles, chunks, params, token=token, fillval=fillval,
                      report_var=report_var, compute_err=compute_err)
 
 
+def _shared_map_pays(info: InputInfo, overlaps: Mapping[int, Any]) -> bool:
+    """True when the tasks' slabs overlap so much (> 25 % extra pixels) that one shared pixel
+    map of the input is cheaper than one per slab."""
+    if len(overlaps) < 2:
+        return False
+    slabs = sum((ov.slab[1] - ov.slab[0]) * (ov.slab[3] - ov.slab[2]) for ov in overlaps.values())
+    y0 = min(ov.slab[0] for ov in overlaps.values())
+    y1 = max(ov.slab[1] for ov in overlaps.values())
+    x0 = min(ov.slab[2] for ov in overlaps.values())
+    x1 = max(ov.slab[3] for ov in overlaps.values())
+    return slabs > 1.25 * (y1 - y0) * (x1 - x0)
+
+
 def _partial(sci: np.ndarray, err: np.ndarray | None, dq: np.ndarray, var_rnoise: np.ndarray | None,
              var_poisson: np.ndarray | None, var_flat: np.ndarray | None, var_sky: np.ndarray | None,
              info: InputInfo, grid_wcs: Any, overlap: Any, params: DrizzleParams,
-             nodes: Mapping[str, np.ndarray] | None, visited: np.ndarray | None) -> dict[str, np.ndarray]:
+             nodes: Mapping[str, np.ndarray] | None, shared: Mapping[str, Any] | None,
+             owned: bool) -> dict[str, np.ndarray]:
     variances = {"var_rnoise": var_rnoise, "var_poisson": var_poisson, "var_flat": var_flat, "var_sky": var_sky}
+    pixmap = visited = None
+    if shared is not None:
+        y0, y1, x0, x1 = overlap.slab
+        pixmap, visited = shared["pixmap"][y0:y1, x0:x1], shared["visited"]
     return drizzle_overlap(sci, err, dq, variances, info=info, grid_wcs=grid_wcs, overlap=overlap,
-                           params=params, nodes=nodes, visited=visited)
+                           params=params, nodes=nodes, visited=visited, pixmap=pixmap, owned=owned)
 
 
 def _fields(params: DrizzleParams, report_var: bool, compute_err: bool) -> dict[str, tuple[np.dtype, float]]:
@@ -216,12 +255,29 @@ def _fields(params: DrizzleParams, report_var: bool, compute_err: bool) -> dict[
     return fields
 
 
+def _final(partial: Mapping[str, Any], grid_wcs: Any, *args: Any) -> dict[str, np.ndarray]:
+    """:func:`finalize`; the grid WCS dependency (unused) keeps dask's linear fusion from
+    fusing the tile's drizzle task into it (see :func:`_field`)."""
+    del grid_wcs
+    return finalize(partial, *args)
+
+
+def _field(final: Mapping[str, np.ndarray], name: str, grid_wcs: Any) -> np.ndarray:
+    """Field ``name`` of a tile's final arrays. The grid WCS dependency (unused) keeps dask's
+    linear fusion from fusing the tile reduction into a field's chunk: a graph optimised
+    separately (per field, or a ``to_delayed`` copy) would rename the fused keys and run the
+    reduction once per copy."""
+    del grid_wcs
+    return final[name]
+
+
 def _assemble(tasks: Mapping[Any, Any], dependencies: list[da.Array], finals: Mapping[int, Any], tiles: list[tuple[int, int, int, int]],
               chunks: tuple[tuple[int, ...], tuple[int, ...]], params: DrizzleParams, *, token: str,
               fillval: float, report_var: bool, compute_err: bool) -> dict[str, da.Array]:
     """One dask array per field whose chunk (i, j) is field ``name`` of tile (i, j)'s final."""
     ychunks, xchunks = chunks
     ncols = len(xchunks)
+    grid_key = f"resample-grid-wcs-{token}"
     out = {}
     for name, (dtype, empty) in _fields(params, report_var, compute_err).items():
         fill = fillval if name == "sci" else empty
@@ -232,7 +288,7 @@ def _assemble(tasks: Mapping[Any, Any], dependencies: list[da.Array], finals: Ma
             i, j = divmod(t, ncols)
             index = (key, 0, i, j) if planes else (key, i, j)
             if t in finals:
-                layer[index] = (operator.getitem, finals[t], name)
+                layer[index] = (_field, finals[t], name, grid_key)
             else:
                 shape = (params.n_planes, y1 - y0, x1 - x0) if planes else (y1 - y0, x1 - x0)
                 layer[index] = (np.full, shape, fill, dtype)

@@ -179,3 +179,24 @@ def test_bad_inputs(inputs: list[xr.Dataset]) -> None:
         resample_mosaic(inputs, crpix=[1.0, None])
     with pytest.raises(NotImplementedError, match="single"):
         resample_mosaic(inputs, single=True)
+
+
+def test_each_drizzle_task_runs_once(inputs: list[xr.Dataset], monkeypatch: pytest.MonkeyPatch) -> None:
+    """All output fields computed together run each (input, tile) drizzle exactly once, also
+    when dask fuses linear chains (the tile reduction must not be copied into every field)."""
+    import jwdask.resample.reduce as reduce_module
+
+    calls: dict[tuple[int, tuple[int, int, int, int]], int] = {}
+    original = reduce_module._partial
+
+    def counting(*args: Any) -> dict[str, Any]:
+        key = (args[7].index, args[9].tile)
+        calls[key] = calls.get(key, 0) + 1
+        return original(*args)
+
+    monkeypatch.setattr(reduce_module, "_partial", counting)
+    got = _compute(resample_mosaic(inputs[:1], tile=4096))
+    assert len(got) == 7 and calls and set(calls.values()) == {1}
+    calls.clear()
+    _compute(resample_mosaic(inputs, tile=(40, 50)))
+    assert len(calls) > len(inputs) and set(calls.values()) == {1}
