@@ -19,18 +19,12 @@ Usage: ``python benchmarks/jump_kernel.py [--size 2048] [--groups 10] [--seed 1]
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-
-ONE_THREAD = {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-              "MKL_NUM_THREADS": "1"}
+from _common import emit, run_child, timed
 
 
 def make_cube(size: int, ngroups: int, seed: int) -> dict[str, np.ndarray]:
@@ -59,14 +53,6 @@ def make_cube(size: int, ngroups: int, seed: int) -> dict[str, np.ndarray]:
     return {"sci": sci, "groupdq": groupdq, "pixeldq": pixeldq, "readnoise": readnoise, "gain": gain}
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def _load(folder: Path) -> dict[str, np.ndarray]:
     return {name: np.load(folder / f"{name}.npy") for name in
             ("sci", "groupdq", "pixeldq", "readnoise", "gain")}
@@ -79,13 +65,10 @@ def run_jwdask(folder: Path) -> dict[str, float]:
     arrays = _load(folder)
     small = {k: v[..., :16, :16] for k, v in arrays.items()}
     detect_jumps(**small, nframes=1, frame_time=10.737, group_time=10.737)
-    before = _rss_mb()
-    start, cpu = time.perf_counter(), time.process_time()
-    result = detect_jumps(**arrays, nframes=1, frame_time=10.737, group_time=10.737)
-    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+    result, timing = timed(lambda: detect_jumps(**arrays, nframes=1, frame_time=10.737, group_time=10.737))
     np.save(folder / "jwdask_groupdq.npy", result.groupdq)
     np.save(folder / "jwdask_pixeldq.npy", result.pixeldq)
-    return {"seconds": elapsed, "cpu_seconds": cpu, "rss_before_mb": before}
+    return timing
 
 
 def run_stcal(folder: Path) -> dict[str, float]:
@@ -112,29 +95,45 @@ def run_stcal(folder: Path) -> dict[str, float]:
     step = JumpStep()
     step.get_reference_file = lambda _model, reftype: refs[reftype]
     jump_data = step._setup_jump_data(model)
-    before = _rss_mb()
-    start, cpu = time.perf_counter(), time.process_time()
-    groupdq, pixeldq, _, _ = detect_jumps_data(jump_data)
-    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+    (groupdq, pixeldq, _, _), timing = timed(lambda: detect_jumps_data(jump_data))
     np.save(folder / "stcal_groupdq.npy", groupdq)
     np.save(folder / "stcal_pixeldq.npy", pixeldq)
-    return {"seconds": elapsed, "cpu_seconds": cpu, "rss_before_mb": before}
+    return timing
 
 
-def _child(which: str, folder: Path) -> dict[str, float]:
-    """Run one implementation in a fresh one-thread interpreter; add its peak RSS [MB]."""
-    env = {**os.environ, **ONE_THREAD}
-    proc = subprocess.Popen([sys.executable, __file__, "--child", which, "--folder", str(folder)],
-                            stdout=subprocess.PIPE, env=env, text=True)
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        msg = f"{which} benchmark failed with exit code {proc.returncode}"
-        raise RuntimeError(msg)
-    result = json.loads(out.strip().splitlines()[-1])
-    result["peak_rss_mb"] = usage.ru_maxrss / 1024
-    return result
+def benchmark(size: int, groups: int, seed: int) -> dict[str, Any]:
+    """Build the cube, time both implementations in their own subprocess, compare DQ."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        arrays = make_cube(size, groups, seed)
+        for name, arr in arrays.items():
+            np.save(folder / f"{name}.npy", arr)
+        out: dict[str, Any] = {"samples": arrays["sci"].size, "size": size, "groups": groups,
+                               "input_mb": sum(a.nbytes for a in arrays.values()) / 2**20}
+        del arrays
+        for which in ("jwdask", "stcal"):
+            out[which] = run_child(__file__, ["--child", which, "--folder", str(folder)])
+        stcal_gdq = np.load(folder / "stcal_groupdq.npy")
+        out["same_groupdq"] = np.array_equal(np.load(folder / "jwdask_groupdq.npy"), stcal_gdq)
+        out["same_pixeldq"] = np.array_equal(np.load(folder / "jwdask_pixeldq.npy"),
+                                             np.load(folder / "stcal_pixeldq.npy"))
+        out["jumps"] = int(np.count_nonzero(stcal_gdq & 4))
+    return out
+
+
+def report(r: dict[str, Any]) -> None:
+    """Print a :func:`benchmark` result."""
+    ours, ref = r["jwdask"], r["stcal"]
+    print(f"cube: 1 x {r['groups']} x {r['size']} x {r['size']} float32 ({r['input_mb']:.0f} MB of inputs), "
+          f"{r['jumps']} JUMP_DET group flags")
+    for name, t in (("jwdask", ours), ("stcal", ref)):
+        rate = r["samples"] / t["cpu_seconds"] / 1e6
+        print(f"{name:>7}: {t['seconds']:7.3f} s ({t['cpu_seconds']:.3f} s CPU)  {rate:8.1f} Mpixel-groups/s "
+              f"per core (CPU)  peak RSS {t['peak_rss_mb']:7.0f} MB (+{t['peak_rss_mb'] - t['rss_before_mb']:.0f} "
+              f"MB over the loaded inputs)")
+    print(f"speed-up jwdask/stcal: {ref['seconds'] / ours['seconds']:.1f}x wall, "
+          f"{ref['cpu_seconds'] / ours['cpu_seconds']:.1f}x CPU (one core each)")
+    print(f"GROUPDQ identical: {r['same_groupdq']}  PIXELDQ identical: {r['same_pixeldq']}")
 
 
 def main() -> None:
@@ -147,31 +146,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         runner = run_jwdask if args.child == "jwdask" else run_stcal
-        print(json.dumps(runner(args.folder)))
+        emit(runner(args.folder))
         return
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        arrays = make_cube(args.size, args.groups, args.seed)
-        for name, arr in arrays.items():
-            np.save(folder / f"{name}.npy", arr)
-        samples = arrays["sci"].size
-        input_mb = sum(a.nbytes for a in arrays.values()) / 2**20
-        del arrays
-        ours = _child("jwdask", folder)
-        ref = _child("stcal", folder)
-        same_gdq = np.array_equal(np.load(folder / "jwdask_groupdq.npy"), np.load(folder / "stcal_groupdq.npy"))
-        same_pdq = np.array_equal(np.load(folder / "jwdask_pixeldq.npy"), np.load(folder / "stcal_pixeldq.npy"))
-        jumps = int(np.count_nonzero(np.load(folder / "stcal_groupdq.npy") & 4))
-    print(f"cube: 1 x {args.groups} x {args.size} x {args.size} float32 ({input_mb:.0f} MB of inputs), "
-          f"{jumps} JUMP_DET group flags")
-    for name, r in (("jwdask", ours), ("stcal", ref)):
-        rate = samples / r["seconds"] / 1e6
-        print(f"{name:>7}: {r['seconds']:7.3f} s ({r['cpu_seconds']:.3f} s CPU)  {rate:8.1f} Mpixel-groups/s  "
-              f"peak RSS {r['peak_rss_mb']:7.0f} MB (+{r['peak_rss_mb'] - r['rss_before_mb']:.0f} MB over the "
-              f"loaded inputs)")
-    print(f"speed-up jwdask/stcal: {ref['seconds'] / ours['seconds']:.1f}x wall, "
-          f"{ref['cpu_seconds'] / ours['cpu_seconds']:.1f}x CPU (one core each)")
-    print(f"GROUPDQ identical: {same_gdq}  PIXELDQ identical: {same_pdq}")
+    report(benchmark(args.size, args.groups, args.seed))
 
 
 if __name__ == "__main__":

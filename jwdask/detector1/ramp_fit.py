@@ -15,7 +15,12 @@ import xarray as xr
 from jwdask.detector1._ramp import exposure, require_ramp
 from jwdask.errors import InputError, ParameterError
 from jwdask.io import keywords
-from jwdask.kernels.ramp_fit import GroupFlagSummary, exposure_group_range, fit_ramps, group_flag_summary
+from jwdask.kernels.ramp_fit import (
+    GroupFlagSummary,
+    exposure_group_range,
+    fit_ramps,
+    group_flag_summary,
+)
 from jwdask.steps import completed, reference
 from jwdask.tiles import map_tiles
 
@@ -54,6 +59,9 @@ def ramp_fit(ds: xr.Dataset, refs: object, *, algorithm: str = "OLS_C", suppress
                for name in RATE_VARS for ints in (False, True)}
     names = {f"{k}_ints": f"{v}_ints" for k, v in _KERNEL_NAMES.items()} | _KERNEL_NAMES
     flags = {"suppress_one_group": suppress_one_group, "firstgroup": firstgroup, "lastgroup": lastgroup}
+    miri = str(keywords.get(ds.attrs.get("meta", {}), "instrument.name", "")).upper() == "MIRI"
+    source = str(ds.attrs.get("source", "exposure"))
+    summary = _exposure_summary(ds.groupdq, flags)
     fitted = map_tiles(
         _fit_tile, [ds.sci, ds.groupdq, ds.pixeldq, readnoise.sci, gain.sci, ds.get("zeroframe"),
                     ds.get("average_dark_current")],
@@ -61,10 +69,12 @@ def ramp_fit(ds: xr.Dataset, refs: object, *, algorithm: str = "OLS_C", suppress
         names=names, frame_time=float(exposure(ds, "frame_time")),
         group_time=float(exposure(ds, "group_time")), nframes=int(exposure(ds, "nframes")),
         groupgap=int(exposure(ds, "groupgap")), dropframes1=int(exposure(ds, "drop_frames1", 0) or 0),
-        summary=_exposure_summary(ds.groupdq, flags),
-        miri=str(keywords.get(ds.attrs.get("meta", {}), "instrument.name", "")).upper() == "MIRI",
-        source=str(ds.attrs.get("source", "exposure")), **flags,
+        summary=summary if miri else None, source=source, **flags,
     )
+    if not miri:  # the fit never waits for the exposure-wide summary: only the rates are checked
+        for name in ("sci", "sci_ints"):
+            fitted[name] = fitted[name].copy(data=fitted[name].data.map_blocks(
+                _require_fit_range, summary=summary, source=source, dtype=np.float32))
     for name in ("sci", "err", "var_poisson", "var_rnoise"):
         fitted[name].attrs["units"] = "DN/s" if name in ("sci", "err") else "(DN/s)**2"
         fitted[f"{name}_ints"].attrs["units"] = fitted[name].attrs["units"]
@@ -94,13 +104,26 @@ def _tile_summary(groupdq: np.ndarray, *, flags: dict[str, object]) -> np.ndarra
     return np.stack([summary.all_dnu, summary.all_sat])[:, :, np.newaxis, np.newaxis]
 
 
-def _fit_tile(sci, groupdq, pixeldq, readnoise, gain, zeroframe, average_dark_current, *, names, summary,
-              miri, source, **kwargs):
+def _group_range(summary: np.ndarray, *, miri: bool, source: str) -> tuple[int, int]:
     group_range = exposure_group_range(GroupFlagSummary(summary[0], summary[1]), miri=miri)
     if group_range is None:
         msg = ("every pixel's first usable group is saturated (or too few groups are usable): "
                "jwst makes no rate product for this exposure, and neither does jwdask")
         raise InputError(source, "SCI", msg)
+    return group_range
+
+
+def _require_fit_range(rate: np.ndarray, *, summary: np.ndarray, source: str) -> np.ndarray:
+    """``rate`` unchanged, once the exposure-wide summary says a near-IR exposure has a rate."""
+    _group_range(summary, miri=False, source=source)
+    return rate
+
+
+def _fit_tile(sci, groupdq, pixeldq, readnoise, gain, zeroframe, average_dark_current, *, names, summary,
+              source, **kwargs):
+    # Near-IR: stcal fits every group unless the exposure has no rate at all (checked on the
+    # outputs by _require_fit_range); MIRI trims groups flagged everywhere, so it needs the summary.
+    group_range = (0, sci.shape[1]) if summary is None else _group_range(summary, miri=True, source=source)
     result = fit_ramps(sci, groupdq, pixeldq, readnoise, gain, zeroframe=zeroframe,
                        average_dark_current=average_dark_current, group_range=group_range, **kwargs)
     return {key: getattr(result, attr) for key, attr in names.items()}

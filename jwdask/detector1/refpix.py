@@ -2,7 +2,10 @@
 
 Per amplifier, sigma-clipped means of the top/bottom reference rows (even and odd columns
 apart), then a running median of the side reference columns per row; single-output subarrays
-use one mean of their reference pixels. Needs whole (y, x) planes: one task per group block.
+use one mean of their reference pixels. Amplifier mode (full frames, 4-output subarrays) reads
+only the 4-pixel border strips of each plane: one small task per integration measures, then the
+corrections are subtracted tile by tile. Single-output subarrays (small) use whole planes, one
+task per group block.
 MIRI exposures go to :func:`jwdask.detector1.refpix_miri.refpix_miri`.
 """
 
@@ -11,19 +14,29 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+import dask
 import dask.array as da
-from dask.base import tokenize
 import numpy as np
 import xarray as xr
+from dask.base import tokenize
 
 from jwdask.detector1._ramp import require_ramp
 from jwdask.errors import ParameterError
 from jwdask.io import keywords
-from jwdask.kernels.refpix import correct_nir
+from jwdask.kernels.refpix import (
+    NirCorrections,
+    apply_nir,
+    correct_nir,
+    measure_nir,
+    reads_border_only,
+)
 from jwdask.steps import completed, skipped
 
 BLOCK_BYTES = 128 * 2**20
-"""Largest refpix block [bytes]: whole planes, as many groups as fit."""
+"""Largest refpix block [bytes] of single-output subarrays: whole planes, as many groups as fit."""
+
+BORDER = 4
+"""Width [pixels] of the border strips that hold every reference pixel in amplifier mode."""
 
 
 def refpix(ds: xr.Dataset, refs: Any, *, odd_even_columns: bool = True, use_side_ref_pixels: bool = True,
@@ -84,12 +97,14 @@ def refpix(ds: xr.Dataset, refs: Any, *, odd_even_columns: bool = True, use_side
     if settings["fastaxis"] == 0 or settings["slowaxis"] == 0:
         msg = "refpix: FASTAXIS/SLOWAXIS keywords are missing"
         raise ParameterError(msg)
-    sci = _whole_planes(ds.sci)
     pixeldq = ds.pixeldq.data.rechunk(-1)
-    corrected = da.map_blocks(_correct_block, sci.data, pixeldq, dtype=np.float32, settings=settings,
-                              name=f"refpix-{tokenize(sci.data, pixeldq, settings)}")
-    variables = {"sci": xr.DataArray(corrected, dims=ds.sci.dims, coords=ds.sci.coords,
-                                     attrs=dict(ds.sci.attrs)).chunk(dict(zip(ds.sci.dims, ds.sci.chunks, strict=True)))}
+    if reads_border_only((ds.sizes["y"], ds.sizes["x"]), settings["noutputs"]):
+        corrected = _border_corrected(ds.sci.data, pixeldq, settings)
+    else:
+        sci = _whole_planes(ds.sci)
+        corrected = da.map_blocks(_correct_block, sci.data, pixeldq, dtype=np.float32, settings=settings,
+                                  name=f"refpix-{tokenize(sci.data, pixeldq, settings)}").rechunk(ds.sci.data.chunks)
+    variables = {"sci": xr.DataArray(corrected, dims=ds.sci.dims, coords=ds.sci.coords, attrs=dict(ds.sci.attrs))}
     if "zeroframe" in ds:
         z = ds.zeroframe
         zdata = z.data.rechunk((1, -1, -1))
@@ -98,6 +113,55 @@ def refpix(ds: xr.Dataset, refs: Any, *, odd_even_columns: bool = True, use_side
         variables["zeroframe"] = xr.DataArray(fixed, dims=z.dims, coords=z.coords).chunk(
             dict(zip(z.dims, z.chunks, strict=True)))
     return completed(ds, "refpix", variables)
+
+
+def _border_corrected(sci: da.Array, pixeldq: da.Array, settings: dict[str, Any]) -> da.Array:
+    """Amplifier mode: statistics from the 4-pixel border strips of the planes (one task per
+    integration), then the subtraction tile by tile, so no task holds whole planes."""
+    nints, ngroups, ny, nx = sci.shape
+    strips = (sci[:, :, :BORDER, :], sci[:, :, ny - BORDER:, :], sci[:, :, :, :BORDER], sci[:, :, :, nx - BORDER:])
+    along_x = abs(settings["fastaxis"]) == 1
+    column_shape = (1, ngroups, 1, nx) if along_x else (1, ngroups, ny, 1)
+    row_shape = (1, ngroups, ny, 1) if along_x else (1, ngroups, 1, nx)
+    side = settings["use_side_ref_pixels"]
+    parts: list[list[da.Array]] = [[], [], []]
+    for i in range(nints):
+        measured = dask.delayed(_measure_border, pure=True, nout=3)(
+            *(s[i] for s in strips), pixeldq, shape=(ny, nx), settings=settings, starts_exposure=i == 0,
+            dask_key_name=f"refpix-measure-{tokenize(sci.name, pixeldq.name, settings)}-{i}")
+        for part, value, shape, dtype in zip(parts, measured, (column_shape, row_shape, (1, ngroups, 1, 1)),
+                                             (np.float64, np.float64, bool), strict=True):
+            part.append(da.from_delayed(value, shape, dtype=dtype))
+    tiles = sci.chunks[2:]
+    columns, rows, float32 = (da.concatenate(part, axis=0) for part in parts)
+    columns = columns.rechunk((-1, -1, *((tiles[0], 1) if not along_x else (1, tiles[1]))))
+    arrays = [columns, float32.rechunk(-1)]
+    if side:
+        arrays.append(rows.rechunk((-1, -1, *((tiles[0], 1) if along_x else (1, tiles[1])))))
+    return da.map_blocks(_apply_tile, sci, *arrays, dtype=np.float32,
+                         name=f"refpix-{tokenize(sci.name, [a.name for a in arrays])}")
+
+
+def _measure_border(top: np.ndarray, bottom: np.ndarray, left: np.ndarray, right: np.ndarray, pixeldq: np.ndarray,
+                    *, shape: tuple[int, int], settings: dict[str, Any],
+                    starts_exposure: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One integration's corrections from its border strips, one plane at a time (the rest
+    of each plane is never read, so it stays zero)."""
+    ny, nx = shape
+    plane = np.zeros((1, 1, ny, nx), np.float32)
+    found = []
+    for g in range(top.shape[0]):
+        plane[0, 0, :BORDER], plane[0, 0, ny - BORDER:] = top[g], bottom[g]
+        plane[0, 0, :, :BORDER], plane[0, 0, :, nx - BORDER:] = left[g], right[g]
+        found.append(measure_nir(plane, pixeldq, starts_exposure=starts_exposure and g == 0, **settings))
+    rows = [c.rows for c in found] if found[0].rows is not None else [np.zeros((1, 1, 1, 1))] * len(found)
+    return (np.concatenate([c.columns for c in found], axis=1), np.concatenate(rows, axis=1),
+            np.concatenate([c.float32 for c in found], axis=1)[..., np.newaxis, np.newaxis])
+
+
+def _apply_tile(sci: np.ndarray, columns: np.ndarray, float32: np.ndarray, rows: np.ndarray | None = None
+                ) -> np.ndarray:
+    return apply_nir(sci, NirCorrections(columns=columns, rows=rows, float32=float32[..., 0, 0]))
 
 
 def _whole_planes(sci: xr.DataArray) -> xr.DataArray:

@@ -24,6 +24,12 @@ double precision after the first plane of the exposure, so every plane but scien
 (integration 0, group 0) is processed in float64; ``starts_exposure`` says whether the block's
 first plane is that one. With that, results are bit-identical to jwst in the tests.
 
+:func:`correct_nir` is :func:`measure_nir` (the per-plane statistics, reading only reference
+pixels: in amplifier mode only the 4-pixel border strips of the window) followed by
+:func:`apply_nir` (per detector column, then per detector row subtraction), which works on any
+(y, x) tile given the corrections of its pixels: the Detector1 step measures on the border
+strips and subtracts tile by tile, never holding whole planes.
+
 IRS2 readouts, the SIRS side-pixel algorithm, MIRI and multistripe subarrays are not
 implemented.
 """
@@ -37,7 +43,8 @@ from numba import njit
 
 from jwdask import dqflags
 
-__all__ = ["DETECTOR_SIZE", "NRS_EDGELESS_SUBARRAYS", "REQUIRED_TILE", "RefpixResult", "correct_nir"]
+__all__ = ["DETECTOR_SIZE", "NRS_EDGELESS_SUBARRAYS", "REQUIRED_TILE", "NirCorrections", "RefpixResult", "apply_nir",
+           "correct_nir", "measure_nir", "reads_border_only"]
 
 DETECTOR_SIZE = 2048
 """Near-IR detector rows and columns."""
@@ -45,8 +52,9 @@ DETECTOR_SIZE = 2048
 NRS_EDGELESS_SUBARRAYS = ("SUB512", "SUB512S", "SUB32")
 """NIRSpec subarrays that touch no reference pixel; their edge columns serve instead."""
 
-REQUIRED_TILE = "whole (y, x) window per block: chunks (any, any, -1, -1); split only along integration/group"
-"""Chunking the kernel needs: every block holds complete (y, x) planes of the exposure window."""
+REQUIRED_TILE = ("correct_nir/measure_nir: whole (y, x) planes of the window (in amplifier mode only their "
+                 "4-pixel border strips are read); apply_nir: any (y, x) tile")
+"""Chunking the kernels need: statistics see whole planes (or their borders), the subtraction any tile."""
 
 _BORDER = 4
 _AMP_WIDTH = 512
@@ -206,33 +214,52 @@ def _geometry(dq: np.ndarray, r0: int, c0: int, amp_mode: bool, odd_even: bool) 
     return _Geometry(amp_mode, amps, amp_cols, sides, single)
 
 
-def _correct_plane(plane: np.ndarray, geo: _Geometry, r0: int, *, side: bool, smoothing: int,
-                   side_gain: float, siglimit: float) -> np.ndarray:
-    """Correct one detector-oriented plane (a private copy, float32 or float64)."""
+def _plane_corrections(plane: np.ndarray, geo: _Geometry, r0: int, work: type, *, side: bool,
+                       smoothing: int, side_gain: float, siglimit: float) -> tuple[np.ndarray, np.ndarray | None]:
+    """The corrections of one detector-oriented plane, computed in precision ``work``.
+
+    Returns ``(columns, rows)``: float64 values [DN] to subtract from every detector column
+    (the result rounded to ``work``), then from every detector row (in float64; None without
+    side pixels). Only reference pixels of ``plane`` are read. Rounding float32 differences
+    through float64 is exact, so :func:`_apply_plane` reproduces jwst's in-place updates.
+    """
+    columns = np.zeros(plane.shape[1], np.float64)
     if not geo.amp_mode:
         if any(mask.any() for mask, _ in geo.single):
-            values = [_clipped_mean(plane[mask], siglimit) for mask, _ in geo.single]
-            for value, (_, cols) in zip(values, geo.single, strict=True):
+            for mask, cols in geo.single:
+                value = _clipped_mean(np.asarray(plane[mask], dtype=work), siglimit)
                 if value is not None:
-                    plane[:, cols] = plane[:, cols] - value
-        return plane
-    signals = [[_average(*(_clipped_mean(plane[rows, cols][good], siglimit) for rows, cols, good in sel))
+                    columns[cols] = value
+        return columns, None
+    signals = [[_average(*(_clipped_mean(np.asarray(plane[rows, cols], dtype=work)[good], siglimit)
+                           for rows, cols, good in sel))
                 for sel in amp] for amp in geo.amps]
     for amp_signals, cols_list in zip(signals, geo.amp_cols, strict=True):
         if all(s is not None for s in amp_signals):
             for value, cols in zip(amp_signals, cols_list, strict=True):
-                plane[:, cols] = plane[:, cols] - value
+                columns[cols] = value
     if not side:
-        return plane
+        return columns, None
     medians = []
     for cols, dq in geo.sides:
-        block = np.ascontiguousarray(plane[:, cols])
+        block = np.ascontiguousarray((plane[:, cols].astype(np.float64) - columns[cols]).astype(work))
         medians.append(_running_median(block, dq, r0, DETECTOR_SIZE, -(smoothing // 2), smoothing,
-                                       dqflags.DO_NOT_USE, plane.dtype.type(0.5)))
+                                       dqflags.DO_NOT_USE, work(0.5)))
     left, right = medians
     combined = np.where(np.isnan(left), np.where(np.isnan(right), 0.0, right),
                         np.where(np.isnan(right), left, 0.5 * (left + right)))
-    return plane - side_gain * combined[:, None]
+    return columns, side_gain * combined
+
+
+def _apply_plane(plane: np.ndarray, columns: np.ndarray, rows: np.ndarray | None, work: type) -> np.ndarray:
+    """float32 ``plane`` minus ``columns`` (rounded to ``work``) minus ``rows``; the
+    corrections broadcast against ``plane`` (any orientation)."""
+    out = plane.astype(np.float64) - columns
+    if work is np.float32:
+        out = out.astype(np.float32)
+    if rows is not None:
+        out = out - rows
+    return out.astype(np.float32)
 
 
 def correct_nir(
@@ -313,6 +340,69 @@ def correct_nir(
     >>> float(abs(out.sci).max())
     0.0
     """
+    corrections = measure_nir(sci, pixeldq, fastaxis=fastaxis, slowaxis=slowaxis, origin=origin, noutputs=noutputs,
+                              subarray=subarray, odd_even_columns=odd_even_columns,
+                              use_side_ref_pixels=use_side_ref_pixels, side_smoothing_length=side_smoothing_length,
+                              side_gain=side_gain, siglimit=siglimit, refpix_algorithm=refpix_algorithm,
+                              starts_exposure=starts_exposure)
+    out_sci = apply_nir(sci, corrections)
+    out_zero = None
+    if zeroframe is not None:
+        planes = zeroframe[:, np.newaxis]
+        zero_corr = measure_nir(planes, pixeldq, fastaxis=fastaxis, slowaxis=slowaxis, origin=origin,
+                                noutputs=noutputs, subarray=subarray, odd_even_columns=odd_even_columns,
+                                use_side_ref_pixels=use_side_ref_pixels,
+                                side_smoothing_length=side_smoothing_length, side_gain=side_gain,
+                                siglimit=siglimit, refpix_algorithm=refpix_algorithm, starts_exposure=False)
+        corrected = apply_nir(planes, zero_corr)[:, 0]
+        out_zero = np.where(zeroframe == 0.0, np.float32(0), corrected).astype(np.float32)
+    return RefpixResult(sci=out_sci, zeroframe=out_zero)
+
+
+class NirCorrections(NamedTuple):
+    """Output of :func:`measure_nir`: what to subtract from every plane, in DMS orientation."""
+
+    columns: np.ndarray
+    """float64 ``(..., 1, x)`` or ``(..., y, 1)`` [DN]: per detector column (amplifier and parity
+    means); the difference is rounded to the plane's working precision."""
+    rows: np.ndarray | None
+    """float64 ``(..., y, 1)`` or ``(..., 1, x)`` [DN]: per detector row (side reference signal
+    times ``side_gain``), subtracted after ``columns``; None without side pixels."""
+    float32: np.ndarray
+    """bool ``(...)``: planes worked in float32 (jwst's precision quirk); float64 otherwise."""
+
+
+def reads_border_only(shape: tuple[int, int], noutputs: int) -> bool:
+    """Whether the statistics of a window of ``shape`` (y, x) only read pixels within 4 pixels
+    of its edges (amplifier mode: full frames and 4-output subarrays), so that
+    :func:`measure_nir` may be given planes holding only those border strips."""
+    ny, nx = shape
+    return (ny >= DETECTOR_SIZE and nx >= DETECTOR_SIZE) or noutputs == 4
+
+
+def measure_nir(
+    sci: np.ndarray,
+    pixeldq: np.ndarray,
+    *,
+    fastaxis: int,
+    slowaxis: int,
+    origin: tuple[int, int] = (0, 0),
+    noutputs: int = 4,
+    subarray: str = "FULL",
+    odd_even_columns: bool = True,
+    use_side_ref_pixels: bool = True,
+    side_smoothing_length: int = 11,
+    side_gain: float = 1.0,
+    siglimit: float = 3.0,
+    refpix_algorithm: str = "median",
+    starts_exposure: bool = True,
+) -> NirCorrections:
+    """The corrections of :func:`correct_nir` (same parameters) without applying them.
+
+    Only reference pixels of ``sci`` are read: with :func:`reads_border_only`, the planes may
+    hold just their 4-pixel border strips (anything elsewhere). Apply with :func:`apply_nir`
+    to the whole window, or tile by tile with the corrections sliced like the tile.
+    """
     if refpix_algorithm == "sirs":
         msg = "refpix_algorithm='sirs' (SIRS side-pixel convolution) is not implemented in jwdask"
         raise NotImplementedError(msg)
@@ -345,19 +435,31 @@ def correct_nir(
                     odd_even_columns)
     options = {"side": side, "smoothing": int(side_smoothing_length), "side_gain": float(side_gain),
                "siglimit": float(siglimit)}
+    lead = sci.shape[:-2]
+    float32 = np.full(lead, not side)
+    if side and starts_exposure and float32.size:
+        float32[(0,) * len(lead)] = True
+    det_rows, det_cols = _to_detector(dq, fastaxis, slowaxis).shape
+    columns = np.empty((*lead, det_cols), np.float64)
+    rows = np.empty((*lead, det_rows), np.float64) if side else None
+    for index in np.ndindex(lead):
+        work = np.float32 if float32[index] else np.float64
+        columns[index], plane_rows = _plane_corrections(_to_detector(sci[index], fastaxis, slowaxis), geo, r0, work,
+                                                        **options)
+        if rows is not None:
+            rows[index] = plane_rows
+    return NirCorrections(
+        columns=_to_dms(columns[..., np.newaxis, :], fastaxis, slowaxis),
+        rows=None if rows is None else _to_dms(rows[..., np.newaxis], fastaxis, slowaxis),
+        float32=float32)
 
-    def run(planes: np.ndarray, first_float32: bool) -> np.ndarray:
-        out = np.empty(planes.shape, np.float32)
-        for index in np.ndindex(planes.shape[:-2]):
-            double = side and not (first_float32 and not any(index))
-            work = np.array(_to_detector(planes[index], fastaxis, slowaxis),
-                            dtype=np.float64 if double else np.float32, order="C")
-            out[index] = _to_dms(_correct_plane(work, geo, r0, **options), fastaxis, slowaxis)
-        return out
 
-    out_sci = run(sci, starts_exposure)
-    out_zero = None
-    if zeroframe is not None:
-        corrected = run(zeroframe[:, np.newaxis], False)[:, 0]
-        out_zero = np.where(zeroframe == 0.0, np.float32(0), corrected).astype(np.float32)
-    return RefpixResult(sci=out_sci, zeroframe=out_zero)
+def apply_nir(sci: np.ndarray, corrections: NirCorrections) -> np.ndarray:
+    """float32 ``sci`` (``(..., y, x)`` [DN]) minus :func:`measure_nir` corrections that
+    broadcast against it (sliced to the same pixels for a tile)."""
+    out = np.empty(sci.shape, np.float32)
+    for index in np.ndindex(sci.shape[:-2]):
+        work = np.float32 if corrections.float32[index] else np.float64
+        out[index] = _apply_plane(sci[index], corrections.columns[index],
+                                  None if corrections.rows is None else corrections.rows[index], work)
+    return out

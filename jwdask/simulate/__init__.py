@@ -269,14 +269,19 @@ def simulate_program(preset: str | Preset, out_dir: str | Path, seed: int = 0) -
                                         sky=p.sky, area=area[ys, xs])
         rate = np.where(live, image * props.flat[ys, xs], 0.0)
         hits = detector.cosmic_rays(cr_rng, geom, p.cosmic_ray_rate, live)
-        sci, zero = detector.simulate_ramps(props, geom, rate, hits,
-                                            seed=(int(exposure_seeds[i]),), band_rows=p.band_rows)
         times = uncal.exposure_times(geom, start_mjd)
         primary, sci_hdr = _headers(p, ap, geom, eid, len(p.dithers), i, start_mjd, times, cmd,
                                     f"{root}_uncal.fits", dither)
-        uncal_paths.append(uncal.write_uncal(uncal_dir / f"{root}_uncal.fits", sci,
-                                             zero if p.zeroframe else None, primary, sci_hdr,
-                                             geom, start_mjd, times["int_duration"]))
+        uncal_path = uncal_dir / f"{root}_uncal.fits"
+        sci, zero = uncal.create_uncal(uncal_path, primary, sci_hdr, geom, start_mjd, times["int_duration"],
+                                       zeroframe=p.zeroframe)
+        detector.simulate_ramps(props, geom, rate, hits, seed=(int(exposure_seeds[i]),), band_rows=p.band_rows,
+                                sci=sci, zeroframe=zero)
+        sci.flush()
+        if zero is not None:
+            zero.flush()
+        del sci, zero
+        uncal_paths.append(uncal_path)
         rate_paths.append(truth.write_rate(truth_dir / f"{root}_truth_rate.fits", rate,
                                            geom.xstart, geom.ystart))
         positions.write(truth_dir / f"{root}_positions.ecsv", overwrite=True)

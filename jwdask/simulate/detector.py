@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -319,8 +320,8 @@ def _amplifier_index(geom: ReadoutGeometry) -> np.ndarray:
 
 
 def simulate_ramps(props: DetectorProperties, geom: ReadoutGeometry, rate: np.ndarray,
-                   hits: list[CosmicRay], seed: tuple[int, ...], band_rows: int = 128
-                   ) -> tuple[np.ndarray, np.ndarray]:
+                   hits: list[CosmicRay], seed: tuple[int, ...], band_rows: int = 128, *,
+                   sci: Any = None, zeroframe: Any = None) -> tuple[Any, Any]:
     """Raw ramps of one exposure.
 
     Parameters
@@ -340,12 +341,15 @@ def simulate_ramps(props: DetectorProperties, geom: ReadoutGeometry, rate: np.nd
         ``seed + (integration, 2**20)``, so results do not depend on ``band_rows``.
     band_rows : int
         Rows computed at once (memory bound: ~ 10 * nframes_read * band_rows * xsize * 8 bytes).
+    sci, zeroframe : array-like, optional
+        Where to store the results (anything supporting ``out[i, g, rows] = values``, e.g.
+        the file views of :func:`jwdask.simulate.uncal.create_uncal`); new arrays when None.
 
     Returns
     -------
-    sci : numpy.ndarray
+    sci : numpy.ndarray or the given ``sci``
         uint16 ``(nints, ngroups, ysize, xsize)`` [DN].
-    zeroframe : numpy.ndarray
+    zeroframe : numpy.ndarray or the given ``zeroframe``
         uint16 ``(nints, ysize, xsize)`` [DN]: the first frame of each integration.
     """
     ys, xs = geom.slices
@@ -355,8 +359,9 @@ def simulate_ramps(props: DetectorProperties, geom: ReadoutGeometry, rate: np.nd
     dark = np.where(live, p["dark"], 0.0)
     electrons = (np.where(live, rate, 0.0) + dark) * p["gain"] * geom.tframe
     nfr, ny, nx = geom.nframes_read, geom.ysize, geom.xsize
-    sci = np.empty((geom.nints, geom.ngroups, ny, nx), np.uint16)
-    zero = np.empty((geom.nints, ny, nx), np.uint16)
+    if sci is None:
+        sci = np.empty((geom.nints, geom.ngroups, ny, nx), np.uint16)
+    zero = np.empty((geom.nints, ny, nx), np.uint16) if zeroframe is None else zeroframe
     amp = _amplifier_index(geom)
     parity = (np.arange(nx) + geom.xstart - 1) % 2
     period = geom.nframes + geom.groupgap

@@ -196,5 +196,9 @@ PRESETS: dict[str, Preset] = {
     "full": Preset(name="full", subarray="FULL", readpatt="BRIGHT2", ngroups=10, nints=1,
                    dithers=((0.0, 0.0), (2.9, 2.1)), n_stars=400, n_bright=8,
                    n_galaxies=60, cosmic_ray_rate=3e-6),
+    "large": Preset(name="large", subarray="FULL", readpatt="RAPID", ngroups=160, nints=2,
+                    dithers=((0.0, 0.0),), n_stars=400, n_bright=8, n_galaxies=60,
+                    cosmic_ray_rate=3e-6, band_rows=32),
 }
-"""Named presets: ``tiny`` (tests), ``small`` (demo), ``full`` (benchmarks)."""
+"""Named presets: ``tiny`` (tests), ``small`` (demo), ``full`` (benchmarks), ``large`` (memory
+benchmark: one 2.7 GB raw exposure, 2 x 160 groups of 2048 x 2048, written piece by piece)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from astropy.io import fits
 from astropy.table import Table
 
 from jwdask import dqflags
-from jwdask.simulate import scene
+from jwdask.simulate import fitsstream, scene
 from jwdask.simulate.detector import IPC_KERNEL, DetectorProperties, ReadoutGeometry
 from jwdask.simulate.geometry import Aperture
 
@@ -127,13 +127,17 @@ def deconvolution_kernel(kernel: np.ndarray, size: int = 3, pad: int = 64) -> np
     return (out / out.sum()).astype(np.float32)
 
 
-def _write_fits(path: Path, header: Mapping[str, Any], hdus: list[fits.hdu.base.ExtensionHDU],
-                history: str) -> Path:
+def _primary(header: Mapping[str, Any], history: str) -> fits.PrimaryHDU:
     primary = fits.PrimaryHDU()
     for key, value in header.items():
         primary.header[key] = value
     primary.header["HISTORY"] = history
-    fits.HDUList([primary, *hdus]).writeto(path, overwrite=True)
+    return primary
+
+
+def _write_fits(path: Path, header: Mapping[str, Any], hdus: list[fits.hdu.base.ExtensionHDU],
+                history: str) -> Path:
+    fits.HDUList([_primary(header, history), *hdus]).writeto(path, overwrite=True)
     return path
 
 
@@ -222,19 +226,35 @@ def write_reference_files(out: Path, ctx: RefContext, props: DetectorProperties,
 
     ys, xs = geom.slices
     frames = np.arange(1, geom.nframes_read + 1, dtype=np.float32) * np.float32(geom.tframe)
-    dark_cube = props.dark[ys, xs][None] * frames[:, None, None]
-    dark_err = dark_cube / props.gain[ys, xs][None]
-    np.sqrt(dark_err, out=dark_err)
-    dark_err *= np.float32(0.1)
+    dark_rate, dark_gain = props.dark[ys, xs], props.gain[ys, xs]
+
+    def dark_planes() -> Iterator[np.ndarray]:
+        for t in frames:
+            yield dark_rate * t
+
+    def dark_err_planes() -> Iterator[np.ndarray]:
+        for plane in dark_planes():
+            err = plane / dark_gain
+            np.sqrt(err, out=err)
+            err *= np.float32(0.1)
+            yield err
+
     dark_hdr = {"SUBARRAY": ctx.subarray, "SUBSTRT1": geom.xstart, "SUBSTRT2": geom.ystart,
                 "SUBSIZE1": geom.xsize, "SUBSIZE2": geom.ysize, "FASTAXIS": ctx.fastaxis,
                 "SLOWAXIS": ctx.slowaxis, "READPATT": "RAPID", "NFRAMES": 1, "GROUPGAP": 0,
                 "NGROUPS": geom.nframes_read, "NINTS": 1, "NOUTPUTS": ctx.noutputs,
                 "EXP_TYPE": ctx.exp_type, "P_EXP_TY": f"{ctx.exp_type}|"}
-    fits_ref("dark", "DarkModel", "Frame-resolved dark [DN] = dark_rate * (k+1) * TFRAME",
-             [_image(dark_cube, "SCI", "DN"), _image(dark_err, "ERR", "DN"),
-              _image((props.dq[ys, xs] & dqflags.HOT).astype(np.uint32), "DQ"), _dq_def(DQ_DEF)],
-             dark_hdr)
+    # Written plane by plane: a long readout's frame-resolved dark can be several GB.
+    dark_name = _name(ctx, "dark", "fits")
+    dark_shape = (geom.nframes_read, geom.ysize, geom.xsize)
+    fitsstream.write_fits(
+        out / dark_name,
+        _primary({**_standard(ctx, "dark", "DarkModel", "Frame-resolved dark [DN] = dark_rate * (k+1) * TFRAME",
+                              dark_name), **dark_hdr}, hist),
+        [fitsstream.StreamedImage("SCI", dark_shape, np.float32, dark_planes, {"BUNIT": "DN"}),
+         fitsstream.StreamedImage("ERR", dark_shape, np.float32, dark_err_planes, {"BUNIT": "DN"})],
+        [_image((props.dq[ys, xs] & dqflags.HOT).astype(np.uint32), "DQ"), _dq_def(DQ_DEF)])
+    refs["dark"] = out / dark_name
 
     filters = list(scene.PHOTMJSR)
     photom = Table({"filter": np.array(filters, "S12"), "pupil": np.array(["CLEAR"] * len(filters), "S12"),

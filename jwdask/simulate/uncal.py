@@ -19,11 +19,12 @@ from astropy.table import Table
 from astropy.time import Time
 
 from jwdask.io.asdf_hdu import asdf_hdu
+from jwdask.simulate import fitsstream
 from jwdask.simulate.detector import ReadoutGeometry
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ExposureId", "exposure_times", "file_root", "write_uncal"]
+__all__ = ["ExposureId", "create_uncal", "exposure_times", "file_root"]
 
 SECONDS_PER_DAY = 86400.0
 
@@ -127,40 +128,46 @@ def _int_times(geom: ReadoutGeometry, start_mjd: float, int_duration: float) -> 
                   "int_start_BJD_TDB": start, "int_mid_BJD_TDB": mid, "int_end_BJD_TDB": end})
 
 
-def write_uncal(path: Path, sci: np.ndarray, zeroframe: np.ndarray | None,
-                primary: Mapping[str, Any], sci_header: Mapping[str, Any],
-                geom: ReadoutGeometry, start_mjd: float, int_duration: float) -> Path:
-    """Write one raw exposure.
+def create_uncal(path: Path, primary: Mapping[str, Any], sci_header: Mapping[str, Any],
+                 geom: ReadoutGeometry, start_mjd: float, int_duration: float, *,
+                 zeroframe: bool) -> tuple[Any, Any | None]:
+    """Write one raw exposure's file with its SCI (and ZEROFRAME) data still to be filled.
+
+    Headers, tables and the ASDF HDU are written now; the pixel data are filled afterwards
+    through the returned views (``sci[i, g, rows] = uint16 values``), which write straight
+    into the file, so an exposure of any size never sits whole in memory.
 
     Parameters
     ----------
     path : pathlib.Path
         Output file.
-    sci : numpy.ndarray
-        uint16 ``(nints, ngroups, ny, nx)`` [DN].
-    zeroframe : numpy.ndarray or None
-        uint16 ``(nints, ny, nx)`` [DN]; written when not None.
     primary, sci_header : mapping
         PRIMARY and SCI keywords (values of the schema types).
     geom : ReadoutGeometry
-        Readout (table rows and times).
+        Readout (array shapes, table rows and times).
     start_mjd, int_duration : float
         Exposure start [MJD UTC] and integration duration including the reset [s].
+    zeroframe : bool
+        Whether the file has a ZEROFRAME (``(nints, ny, nx)``) extension.
+
+    Returns
+    -------
+    (sci, zeroframe)
+        Writable views of SCI uint16 ``(nints, ngroups, ny, nx)`` [DN] and ZEROFRAME uint16
+        ``(nints, ny, nx)`` [DN] (None without one).
     """
-    if sci.dtype != np.uint16:
-        raise TypeError(f"raw SCI must be uint16, got {sci.dtype}")
     hdu0 = fits.PrimaryHDU()
     for key, value in primary.items():
         hdu0.header[key] = value
-    sci_hdu = fits.ImageHDU(sci, name="SCI")
-    for key, value in sci_header.items():
-        sci_hdu.header[key] = value
-    hdus: list[fits.hdu.base.ExtensionHDU] = [hdu0, sci_hdu]
-    if zeroframe is not None:
-        hdus.append(fits.ImageHDU(zeroframe, name="ZEROFRAME"))
-    hdus.append(fits.BinTableHDU(_group_table(geom, start_mjd, int_duration), name="GROUP"))
-    hdus.append(fits.BinTableHDU(_int_times(geom, start_mjd, int_duration), name="INT_TIMES"))
-    hdus.append(asdf_hdu({}))
-    fits.HDUList(hdus).writeto(path, overwrite=True)
-    log.info("wrote %s %s", path.name, sci.shape)
-    return path
+    images = [fitsstream.StreamedImage("SCI", (geom.nints, geom.ngroups, geom.ysize, geom.xsize), np.uint16,
+                                       header=sci_header)]
+    if zeroframe:
+        images.append(fitsstream.StreamedImage("ZEROFRAME", (geom.nints, geom.ysize, geom.xsize), np.uint16))
+    tables = [fits.BinTableHDU(_group_table(geom, start_mjd, int_duration), name="GROUP"),
+              fits.BinTableHDU(_int_times(geom, start_mjd, int_duration), name="INT_TIMES"),
+              asdf_hdu({})]
+    raw = fitsstream.write_fits(path, hdu0, images, tables)
+    sci = fitsstream.open_image(raw["SCI"])
+    zero = fitsstream.open_image(raw["ZEROFRAME"]) if zeroframe else None
+    log.info("laid out %s %s", path.name, raw["SCI"].shape)
+    return sci, zero
