@@ -46,9 +46,10 @@ def client(scheduler: str | None = None, *, n_workers: int | None = None, thread
             yield None
         return
     if scheduler is None:
-        cluster = LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker,
-                               memory_limit=memory_limit,
-                               dashboard_address=":0" if dashboard else None)
+        with dask.config.set({"distributed.worker.profile.enabled": False}):
+            cluster = LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker,
+                                   memory_limit=memory_limit,
+                                   dashboard_address=":0" if dashboard else None)
         with cluster, Client(cluster) as c:
             if dashboard:
                 log.info("LocalCluster with %d workers; Dask dashboard: %s",

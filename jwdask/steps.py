@@ -78,6 +78,7 @@ def reference(refs: Any, reftype: str, ds: xr.Dataset) -> tuple[xr.Dataset | Non
     meta = ds.attrs.get("meta", {})
     if refs.path(reftype, meta) is None:
         return None, "N/A"
-    ref = cut_to(refs.open(reftype, meta), ds)
     chunks = {d: ds.chunks[d] for d in ("y", "x") if d in ds.chunks}
+    tile = (max(chunks["y"]), max(chunks["x"])) if len(chunks) == 2 else (512, 512)
+    ref = cut_to(refs.open(reftype, meta, tile=tile), ds)
     return ref.chunk(chunks), refs.record(reftype, meta)
