@@ -123,6 +123,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
                         format="%(message)s", handlers=[RichHandler(console=console, show_path=False)])
     logging.getLogger("distributed").setLevel(logging.WARNING)
+    if args.verbose == 0:
+        for name in ("tweakwcs", "stpipe", "stcal", "jwst"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     for name in ("jwdask.cluster", "jwdask.io.products"):
         logging.getLogger(name).setLevel(min(logging.INFO, logging.getLogger().level))
     try:
