@@ -136,6 +136,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NotImplementedError as exc:
         console.print(f"[bold yellow]not implemented:[/] {escape(str(exc))}", soft_wrap=True, highlight=False)
         return EXIT_BAD_INPUT
+    except OSError as exc:
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True, highlight=False)
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         console.print("[bold red]interrupted[/]")
         return 130

@@ -86,3 +86,29 @@ def test_demo_tiny(tmp_path: Path) -> None:
     assert main(["demo", "--preset", "tiny", "--out", str(out), "--scheduler", "threads"]) == 0
     assert (out / "quicklook.png").stat().st_size > 1000
     assert len(list((out / "products").glob("*_rate.fits"))) == 2
+
+
+def test_unreachable_scheduler_exits_2(sim: Path, tmp_path: Path, capsys) -> None:
+    code = main(["run", "detector1", str(_uncal(sim)[0]), "--out", str(tmp_path / "o"),
+                 "--refs-dir", str(sim / "refs"), "--scheduler", "tcp://127.0.0.1:9"])
+    assert code == 2
+    assert "cannot reach the Dask scheduler" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_full_disk_during_write_leaves_nothing(sim: Path, tmp_path: Path, capsys,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from jwdask.io import products
+
+    def full(self, key, value):
+        raise OSError(errno.ENOSPC, "No space left on device", self.path)
+
+    monkeypatch.setattr(products.FitsBlockTarget, "__setitem__", full)
+    out = tmp_path / "out"
+    code = main(["run", "detector1", str(_uncal(sim)[0]), "--out", str(out), "--refs-dir", str(sim / "refs"),
+                 "--scheduler", "sync"])
+    assert code == 2
+    assert "No space left on device" in capsys.readouterr().err
+    assert not out.exists() or not list(out.iterdir())
