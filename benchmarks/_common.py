@@ -91,3 +91,24 @@ def machine() -> str:
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     return (f"{os.cpu_count()} cores ({model}), {ram:.0f} GiB RAM, load average {load}, "
             f"Python {platform.python_version()}")
+
+
+def tree_cpu_seconds() -> float:
+    """User + system CPU seconds of this process and all its live descendants (the workers)."""
+    import psutil
+
+    me = psutil.Process()
+    total = 0.0
+    for proc in (me, *me.children(recursive=True)):
+        try:
+            t = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += t.user + t.system
+    return total
+
+
+def worker_usage() -> dict[str, float]:
+    """Peak RSS [MB] and CPU seconds of the calling (worker) process."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {"peak_rss_mb": peak_rss_mb(), "cpu_seconds": usage.ru_utime + usage.ru_stime}

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import resource
 import sys
 import tempfile
 import time
@@ -34,34 +33,13 @@ from typing import Any
 import jump_kernel
 import numpy as np
 import ramp_fit_kernel
-from _common import emit, machine, peak_rss_mb, run_child, timed
+from _common import emit, machine, run_child, timed, tree_cpu_seconds, worker_usage
 
 REPO = Path(__file__).resolve().parent.parent
 KERNEL_TARGET = 5.0
 STAGE_SPEED_TARGET = 3.0
 STAGE_MEMORY_TARGET = 0.5
 WORKERS = 2
-
-
-def _tree_cpu_seconds() -> float:
-    """User + system CPU seconds of this process and all its live descendants."""
-    import psutil
-
-    me = psutil.Process()
-    total = 0.0
-    for proc in (me, *me.children(recursive=True)):
-        try:
-            t = proc.cpu_times()
-        except psutil.NoSuchProcess:
-            continue
-        total += t.user + t.system
-    return total
-
-
-def _worker_usage() -> dict[str, float]:
-    """Peak RSS [MB] and CPU seconds of the calling (worker) process."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return {"peak_rss_mb": peak_rss_mb(), "cpu_seconds": usage.ru_utime + usage.ru_stime}
 
 
 def task_profile(events: list[dict[str, Any]]) -> dict[str, float]:
@@ -94,14 +72,14 @@ def stage_jwdask(folder: Path, tile: int) -> dict[str, Any]:
         for attempt in ("cold", "warm"):
             out = folder / f"jwdask-{attempt}"
             out.mkdir(exist_ok=True)
-            cpu = _tree_cpu_seconds()
+            cpu = tree_cpu_seconds()
             refs = RefProvider(refs_dir=job["refs_dir"])
             with get_task_stream(client) as stream:
                 urls, timing = timed(partial(run_pipeline, Pipeline.load("detector1"), [job["uncal"]], str(out), refs,
                                              tile=tile))
-            timing.update({"cpu_seconds": _tree_cpu_seconds() - cpu, "profile": task_profile(stream.data),
+            timing.update({"cpu_seconds": tree_cpu_seconds() - cpu, "profile": task_profile(stream.data),
                            "ntasks": len(stream.data), "rate": next(u for u in urls if u.endswith("_rate.fits")),
-                           "workers": list(client.run(_worker_usage).values())})
+                           "workers": list(client.run(worker_usage).values())})
             runs.append(timing)
     cold, warm = runs
     cold.update({"startup_seconds": ready - start, "warm": warm})

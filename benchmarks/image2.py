@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
-from _common import emit, machine, run_child, timed
-from detector1 import _tree_cpu_seconds, _worker_usage, task_profile
+from _common import emit, machine, run_child, timed, tree_cpu_seconds, worker_usage
+from detector1 import task_profile
 
 REPO = Path(__file__).resolve().parent.parent
 SPEED_TARGET = 2.0
@@ -131,7 +131,7 @@ def child_jwdask(folder: Path, tile: int, resample_tile: int) -> dict[str, Any]:
     job = json.loads((folder / "job.json").read_text())
     pipeline = Pipeline.load("image2").with_params(resample={"tile": resample_tile})
     start = time.perf_counter()
-    cpu = _tree_cpu_seconds()
+    cpu = tree_cpu_seconds()
     runs = []
     with TreePeakRSS() as rss, cluster.client(None, n_workers=WORKERS, dashboard=False) as client:
         ready = time.perf_counter()
@@ -139,19 +139,19 @@ def child_jwdask(folder: Path, tile: int, resample_tile: int) -> dict[str, Any]:
             out = folder / f"jwdask-{attempt}"
             out.mkdir(exist_ok=True)
             refs = RefProvider(refs_dir=job["refs_dir"])
-            run_cpu = _tree_cpu_seconds()
+            run_cpu = tree_cpu_seconds()
             with get_task_stream(client) as stream:
                 urls, timing = timed(lambda: run_pipeline(pipeline, job["rates"], str(out), refs,  # noqa: B023
                                                           tile=tile))
-            timing.update({"cpu_seconds": _tree_cpu_seconds() - run_cpu, "profile": task_profile(stream.data),
+            timing.update({"cpu_seconds": tree_cpu_seconds() - run_cpu, "profile": task_profile(stream.data),
                            "ntasks": len(stream.data), "cal": sorted(u for u in urls if u.endswith("_cal.fits"))})
             runs.append(timing)
             if attempt == "cold":
-                cold_total = {"total_seconds": time.perf_counter() - start, "total_cpu_seconds": _tree_cpu_seconds() - cpu}
-        workers = list(client.run(_worker_usage).values())
+                cold_total = {"total_seconds": time.perf_counter() - start, "total_cpu_seconds": tree_cpu_seconds() - cpu}
+        workers = list(client.run(worker_usage).values())
     cold, warm = runs
     cold.update({"startup_seconds": ready - start, **cold_total, "warm": warm, "workers": workers,
-                 "tree_peak_rss_mb": rss.peak_mb, "client": _worker_usage(),
+                 "tree_peak_rss_mb": rss.peak_mb, "client": worker_usage(),
                  "process_peaks_mb": sorted(rss.per_process.values(), reverse=True)})
     return cold
 

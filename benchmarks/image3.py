@@ -40,8 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import emit, machine, run_child, timed
-from detector1 import _tree_cpu_seconds, _worker_usage
+from _common import emit, machine, run_child, timed, tree_cpu_seconds, worker_usage
 from image2 import TreePeakRSS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -97,8 +96,8 @@ def prepare(workdir: Path, seed: int) -> dict[str, Any]:
 
 
 def _jwdask_usage(client: Any, run: dict[str, Any], rss: TreePeakRSS) -> dict[str, Any]:
-    workers = list(client.run(_worker_usage).values())
-    client_usage = _worker_usage()
+    workers = list(client.run(worker_usage).values())
+    client_usage = worker_usage()
     run.update({"workers": workers, "client": client_usage, "tree_peak_rss_mb": rss.peak_mb,
                 "peak_rss_sum_mb": client_usage["peak_rss_mb"] + sum(w["peak_rss_mb"] for w in workers)})
     return run
@@ -118,9 +117,9 @@ def child_jwdask_resample(folder: Path, workers: int, tile: int) -> dict[str, An
             mosaic = resample_mosaic([open_product(c, tile=(tile, tile)) for c in job["cal"]], tile=tile)
             return compute_writes([prepare_write(mosaic, str(out / f"{job['product']}_i2d.fits"), "i2d")])
 
-        cpu = _tree_cpu_seconds()
+        cpu = tree_cpu_seconds()
         urls, run = timed(work)
-        run.update({"cpu_seconds": _tree_cpu_seconds() - cpu, "i2d": urls[0]})
+        run.update({"cpu_seconds": tree_cpu_seconds() - cpu, "i2d": urls[0]})
         return _jwdask_usage(client, run, rss)
 
 
@@ -136,10 +135,10 @@ def child_jwdask_stage(folder: Path, tile: int) -> dict[str, Any]:
     out.mkdir(exist_ok=True)
     pipeline = Pipeline.load("image3").with_params(tweakreg={"abs_refcat": job["refcat"]})
     with TreePeakRSS() as rss, cluster.client(None, n_workers=2, dashboard=False) as client:
-        cpu = _tree_cpu_seconds()
+        cpu = tree_cpu_seconds()
         urls, run = timed(lambda: run_association_pipeline(pipeline, [job["asn"]], str(out),
                                                            RefProvider(refs_dir=job["refs_dir"]), tile=tile))
-        run.update({"cpu_seconds": _tree_cpu_seconds() - cpu, "i2d": next(u for u in urls if u.endswith("_i2d.fits"))})
+        run.update({"cpu_seconds": tree_cpu_seconds() - cpu, "i2d": next(u for u in urls if u.endswith("_i2d.fits"))})
         return _jwdask_usage(client, run, rss)
 
 
@@ -169,9 +168,9 @@ def child_jwst_resample(folder: Path) -> dict[str, Any]:
             result.save(str(path))
             return str(path)
 
-        cpu = _tree_cpu_seconds()
+        cpu = tree_cpu_seconds()
         i2d, run = timed(work)
-    run.update({"cpu_seconds": _tree_cpu_seconds() - cpu, "i2d": i2d, "tree_peak_rss_mb": rss.peak_mb})
+    run.update({"cpu_seconds": tree_cpu_seconds() - cpu, "i2d": i2d, "tree_peak_rss_mb": rss.peak_mb})
     return run
 
 
@@ -188,9 +187,9 @@ def child_jwst_stage(folder: Path) -> dict[str, Any]:
     _quiet_jwst()
     refs = {k: Path(v) for k, v in job["reference_files"].items()}
     with TreePeakRSS() as rss, pytest.MonkeyPatch.context() as mp:
-        cpu = _tree_cpu_seconds()
+        cpu = tree_cpu_seconds()
         i2d, run = timed(lambda: str(run_official_image3(Path(job["asn"]), refs, out, mp, refcat=Path(job["refcat"]))))
-    run.update({"cpu_seconds": _tree_cpu_seconds() - cpu, "i2d": i2d, "tree_peak_rss_mb": rss.peak_mb})
+    run.update({"cpu_seconds": tree_cpu_seconds() - cpu, "i2d": i2d, "tree_peak_rss_mb": rss.peak_mb})
     return run
 
 
@@ -246,7 +245,7 @@ def child_scale(folder: Path, n: int, source: str, tile: int) -> dict[str, Any]:
     out.mkdir(exist_ok=True)
     result: dict[str, Any] = {"n": n, "source": source}
     with TreePeakRSS() as rss, cluster.client(None, n_workers=2, memory_limit="4GB", dashboard=False) as client:
-        start, cpu = time.perf_counter(), _tree_cpu_seconds()
+        start, cpu = time.perf_counter(), tree_cpu_seconds()
         try:
             mosaic = resample_mosaic(synthetic_program(source, n, tile), tile=tile)
             result["shape"] = list(mosaic["sci"].shape)
@@ -255,7 +254,7 @@ def child_scale(folder: Path, n: int, source: str, tile: int) -> dict[str, Any]:
             result["completed"] = True
         except Exception as exc:  # noqa: BLE001 - the benchmark reports any failure
             result.update({"completed": False, "error": f"{type(exc).__name__}: {exc}"})
-        result.update({"seconds": time.perf_counter() - start, "cpu_seconds": _tree_cpu_seconds() - cpu})
+        result.update({"seconds": time.perf_counter() - start, "cpu_seconds": tree_cpu_seconds() - cpu})
         return _jwdask_usage(client, result, rss)
 
 

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from _common import emit, machine, run_child
+from _common import emit, machine, run_child, tree_cpu_seconds
 
 REPO = Path(__file__).resolve().parent.parent
 STAGE_NAMES = ("detector1", "image2", "image3")
@@ -97,21 +97,6 @@ def instrument_store(timers: Timers, checksums: Timers) -> None:
         if callable(fn) and not name.startswith("_") and name != "session":
             setattr(Store, name, timers.wrap(name, fn))
     runner.sha256 = checksums.wrap("sha256", runner.sha256)
-
-
-def tree_cpu_seconds() -> float:
-    """User + system CPU seconds of this process and its live descendants (the workers)."""
-    import psutil
-
-    me = psutil.Process()
-    total = 0.0
-    for proc in (me, *me.children(recursive=True)):
-        try:
-            t = proc.cpu_times()
-        except psutil.NoSuchProcess:
-            continue
-        total += t.user + t.system
-    return total
 
 
 def child(job: dict[str, Any], out: Path, n_workers: int, stages: list[str], tile: int) -> dict[str, Any]:
