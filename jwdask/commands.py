@@ -212,15 +212,7 @@ def run_association_pipeline(pipeline: Pipeline, associations: Sequence[str], ou
         delayed += tasks
         if zarr and final.mosaic is not None:
             stores.append((final.mosaic, posixpath.join(out, f"{asn.product_name}_i2d.zarr")))
-    try:
-        results = cluster.compute(*[p.delayed for p in pending], *delayed, progress=True)
-    except BaseException:
-        for p in pending:
-            p.cleanup()
-        raise
-    urls = [str(u) for u in results[:len(pending)]]
-    for extra in results[len(pending):]:
-        urls += [str(u) for u in extra]
+    urls = compute_writes(pending, also=delayed, progress=True)
     for ds, store in stores:
         urls.append(to_zarr(ds, store, overwrite=True))
     return urls

@@ -139,16 +139,24 @@ def write_product(ds: xr.Dataset, url: str, kind: str, *,
     return compute_writes([prepare_write(ds, url, kind, storage_options=storage_options)])[0]
 
 
-def compute_writes(pending: Iterable[PendingWrite], *, progress: bool = False) -> list[str]:
+def compute_writes(pending: Iterable[PendingWrite], *, also: Iterable[Any] = (),
+                   progress: bool = False) -> list[str]:
     """Compute several prepared writes in one ``dask.compute`` (they share the graph and
-    interleave on the cluster). On any failure every temporary file is removed."""
+    interleave on the cluster), with ``also``: delayed writers each returning a list of the
+    URLs they wrote (a catalog). On any failure every temporary file is removed.
+
+    Returns the URLs of the writes, then those of ``also``."""
     pending = list(pending)
     try:
-        return list(cluster.compute(*[p.delayed for p in pending], progress=progress))
+        results = cluster.compute(*[p.delayed for p in pending], *also, progress=progress)
     except BaseException:
         for p in pending:
             p.cleanup()
         raise
+    urls = [str(u) for u in results[:len(pending)]]
+    for written in results[len(pending):]:
+        urls += [str(u) for u in written]
+    return urls
 
 
 def prepare_write(ds: xr.Dataset, url: str, kind: str, *,
