@@ -55,8 +55,9 @@ def task_profile(events: list[dict[str, Any]]) -> dict[str, float]:
     return dict(sorted(seconds.items(), key=lambda kv: -kv[1]))
 
 
-def stage_jwdask(folder: Path, tile: int) -> dict[str, Any]:
-    """Child: Detector1 with jwdask on a 2-worker LocalCluster; returns times and memory."""
+def stage_jwdask(folder: Path, tile: int, processes: bool) -> dict[str, Any]:
+    """Child: Detector1 with jwdask on a 2-worker LocalCluster (thread or process workers);
+    returns times and memory."""
     from distributed import get_task_stream
 
     from jwdask import cluster
@@ -66,7 +67,7 @@ def stage_jwdask(folder: Path, tile: int) -> dict[str, Any]:
 
     job = json.loads((folder / "job.json").read_text())
     start = time.perf_counter()
-    with cluster.client(None, n_workers=WORKERS, dashboard=False) as client:
+    with cluster.client(None, n_workers=WORKERS, dashboard=False, processes=processes) as client:
         ready = time.perf_counter()
         runs = []
         for attempt in ("cold", "warm"):
@@ -79,7 +80,7 @@ def stage_jwdask(folder: Path, tile: int) -> dict[str, Any]:
                                              tile=tile))
             timing.update({"cpu_seconds": tree_cpu_seconds() - cpu, "profile": task_profile(stream.data),
                            "ntasks": len(stream.data), "rate": next(u for u in urls if u.endswith("_rate.fits")),
-                           "workers": list(client.run(worker_usage).values())})
+                           "workers": list(client.run(worker_usage).values()) if processes else []})
             runs.append(timing)
     cold, warm = runs
     cold.update({"startup_seconds": ready - start, "warm": warm})
@@ -186,17 +187,27 @@ def stage(workdir: Path, tile: int, seed: int) -> None:
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         folder = Path(tmp)
         (folder / "job.json").write_text(json.dumps(job))
-        ours = run_child(__file__, ["--child", "stage-jwdask", "--folder", tmp, "--tile", str(tile)])
+        runs = {kind: run_child(__file__, ["--child", "stage-jwdask", "--folder", tmp, "--tile", str(tile),
+                                           *(["--processes"] if kind == "processes" else [])])
+                for kind in ("threads", "processes")}
         ref = run_child(__file__, ["--child", "stage-jwst", "--folder", tmp])
-        agreement = compare_rates(ours["rate"], ref["rate"])
+        agreement = {kind: compare_rates(r["rate"], ref["rate"]) for kind, r in runs.items()}
+    print(f"jwst  : {ref['seconds']:7.1f} s wall ({ref['cpu_seconds']:.1f} s CPU); peak RSS {ref['peak_rss_mb']:.0f} MB")
+    for kind, ours in runs.items():
+        report_jwdask(kind, ours, ref, agreement[kind])
+
+
+def report_jwdask(kind: str, ours: dict[str, Any], ref: dict[str, Any], agreement: dict[str, Any]) -> None:
+    """Print one jwdask configuration's figures and its target verdicts against jwst."""
     worker_peaks = [w["peak_rss_mb"] for w in ours["workers"]]
     ours_peak = ours["peak_rss_mb"] + sum(worker_peaks)
-    worker_cpu = ", ".join(f"{w['cpu_seconds']:.1f}" for w in ours["workers"])
+    memory_parts = (f" = client/scheduler {ours['peak_rss_mb']:.0f} + workers "
+                    f"{' + '.join(f'{p:.0f}' for p in worker_peaks)} MB" if worker_peaks else " (one process)")
+    print(f"-- jwdask, LocalCluster of {WORKERS} {kind[:-2] if kind == 'processes' else 'thread'} workers "
+          f"({'cluster.client(processes=True)' if kind == 'processes' else 'the jwdask run default'}) --")
     print(f"jwdask: {ours['seconds']:7.1f} s wall ({ours['cpu_seconds']:.1f} s CPU of the process tree; "
           f"+{ours['startup_seconds']:.1f} s LocalCluster start-up), {ours['ntasks']} tasks; peak RSS "
-          f"{ours_peak:.0f} MB = client/scheduler {ours['peak_rss_mb']:.0f} + workers "
-          f"{' + '.join(f'{p:.0f}' for p in worker_peaks)} MB (worker lifetime CPU {worker_cpu} s)")
-    print(f"jwst  : {ref['seconds']:7.1f} s wall ({ref['cpu_seconds']:.1f} s CPU); peak RSS {ref['peak_rss_mb']:.0f} MB")
+          f"{ours_peak:.0f} MB{memory_parts}")
     warm = ours["warm"]
     print(f"jwdask, second run on the same (warm) workers: {warm['seconds']:7.1f} s wall "
           f"({warm['cpu_seconds']:.1f} s CPU of the process tree)")
@@ -226,9 +237,10 @@ def main() -> None:
     parser.add_argument("--skip-stage", action="store_true", help="only the kernel comparison")
     parser.add_argument("--child", choices=("stage-jwdask", "stage-jwst"))
     parser.add_argument("--folder", type=Path)
+    parser.add_argument("--processes", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child == "stage-jwdask":
-        emit(stage_jwdask(args.folder, args.tile))
+        emit(stage_jwdask(args.folder, args.tile, args.processes))
         return
     if args.child == "stage-jwst":
         emit(stage_jwst(args.folder))

@@ -21,7 +21,7 @@ program (``--scale-source`` picks another, e.g. a full-frame cal) by shifting it
 grid with 25 % overlap, on a 2-worker LocalCluster with ``memory_limit="4GB"`` per worker, and
 reports completion, wall time, output size and each worker's peak RSS.
 
-Usage: ``python benchmarks/image3.py [--workdir DIR] [--tile 512]`` or
+Usage: ``python benchmarks/image3.py [--workdir DIR] [--tile 512] [--only resample|stage]`` or
 ``python benchmarks/image3.py --scale 60 [--workdir DIR] [--scale-source CAL]``.
 """
 
@@ -297,33 +297,35 @@ def _verdict(ok: bool) -> str:
     return "met" if ok else "MISSED"
 
 
-def compare(workdir: Path, tile: int, seed: int) -> None:
-    """Resample alone (1 and 2 workers) and the whole stage, jwdask vs jwst; print the results."""
+def compare(workdir: Path, tile: int, seed: int, parts: tuple[str, ...] = ("resample", "stage")) -> None:
+    """Resample alone (1 and 2 workers) and/or the whole stage, jwdask vs jwst; print the results."""
     job = prepare(workdir, seed)
+    children = {"resample": {"jwdask resample, 1 worker": ["--child", "jwdask-resample", "--workers", "1"],
+                             "jwdask resample, 2 workers": ["--child", "jwdask-resample", "--workers", "2"],
+                             "jwst ResampleStep": ["--child", "jwst-resample"]},
+                "stage": {"jwdask Image3, 2 workers": ["--child", "jwdask-stage"],
+                          "jwst Image3Pipeline": ["--child", "jwst-stage"]}}
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         folder = Path(tmp)
         (folder / "job.json").write_text(json.dumps(job))
-        runs = {"jwdask resample, 1 worker": run_child(__file__, ["--child", "jwdask-resample", "--workers", "1",
-                                                                   "--folder", tmp, "--tile", str(tile)]),
-                "jwdask resample, 2 workers": run_child(__file__, ["--child", "jwdask-resample", "--workers", "2",
-                                                                    "--folder", tmp, "--tile", str(tile)]),
-                "jwst ResampleStep": run_child(__file__, ["--child", "jwst-resample", "--folder", tmp]),
-                "jwdask Image3, 2 workers": run_child(__file__, ["--child", "jwdask-stage", "--folder", tmp,
-                                                                  "--tile", str(tile)]),
-                "jwst Image3Pipeline": run_child(__file__, ["--child", "jwst-stage", "--folder", tmp])}
-        agree_resample = compare_i2d(runs["jwdask resample, 2 workers"]["i2d"], runs["jwst ResampleStep"]["i2d"])
-        agree_stage = compare_i2d(runs["jwdask Image3, 2 workers"]["i2d"], runs["jwst Image3Pipeline"]["i2d"])
+        runs = {label: run_child(__file__, [*args, "--folder", tmp, "--tile", str(tile)])
+                for part in parts for label, args in children[part].items()}
+        pairs = {"resample": ("jwdask resample, 2 workers", "jwst ResampleStep"),
+                 "whole stage": ("jwdask Image3, 2 workers", "jwst Image3Pipeline")}
+        pairs = {what: pair for what, pair in pairs.items() if pair[0] in runs}
+        agree = {what: compare_i2d(runs[ours]["i2d"], runs[theirs]["i2d"]) for what, (ours, theirs) in pairs.items()}
     print(f"== Image3 on 8 dithered SUB400P exposures (simulated 'small' with 8 dithers); jwdask tile {tile} ==")
     for label, run in runs.items():
         print(_line(label, run))
-    for what, ours, theirs, agree in (
-            ("resample", runs["jwdask resample, 2 workers"], runs["jwst ResampleStep"], agree_resample),
-            ("whole stage", runs["jwdask Image3, 2 workers"], runs["jwst Image3Pipeline"], agree_stage)):
+    for what, (ours, theirs) in pairs.items():
+        ours, theirs = runs[ours], runs[theirs]
         speed, speed_cpu = theirs["seconds"] / ours["seconds"], theirs["cpu_seconds"] / ours["cpu_seconds"]
         memory = _tree_peak(ours) / _tree_peak(theirs)
         print(f"{what}: speed {speed:.2f}x wall ({speed_cpu:.2f}x CPU) vs target >= {SPEED_TARGET:.0f}x: "
               f"{_verdict(speed >= SPEED_TARGET)}; memory {memory:.2f}x vs target <= {MEMORY_TARGET}x: "
-              f"{_verdict(memory <= MEMORY_TARGET)}; mosaic vs jwst: {agree}")
+              f"{_verdict(memory <= MEMORY_TARGET)}; mosaic vs jwst: {agree[what]}")
+    if "resample" not in parts:
+        return
     one, two = runs["jwdask resample, 1 worker"], runs["jwdask resample, 2 workers"]
     scaling = one["seconds"] / two["seconds"] / 2
     print(f"resample scaling 1 -> 2 workers: {one['seconds'] / two['seconds']:.2f}x speed-up = {scaling:.2f} of linear "
@@ -356,6 +358,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--scale", type=int, nargs="?", const=60, help="drizzle this many synthesized exposures")
     parser.add_argument("--scale-source", help="the cal file the --scale exposures are made from")
+    parser.add_argument("--only", choices=("resample", "stage"),
+                        help="compare only resample alone (1 and 2 workers) or only the whole stage")
     parser.add_argument("--child", choices=("jwdask-resample", "jwdask-stage", "jwst-resample", "jwst-stage", "scale"))
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--folder", type=Path)
@@ -375,7 +379,7 @@ def main() -> None:
         if args.scale:
             scale(workdir, args.scale, args.scale_source, args.tile, args.seed)
         else:
-            compare(workdir, args.tile, args.seed)
+            compare(workdir, args.tile, args.seed, (args.only,) if args.only else ("resample", "stage"))
 
 
 if __name__ == "__main__":

@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
-from rich.markup import escape
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich_argparse import RichHelpFormatter
 
 from jwdask.errors import JwdaskError
@@ -57,6 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--scheduler", default=None, help="Dask scheduler address (default: a LocalCluster)")
     p.add_argument("--workers", type=int, default=2, help="LocalCluster workers (default: 2)")
+    p.add_argument("--processes", action="store_true",
+                   help="LocalCluster workers as separate processes (default: threads in this process)")
 
     p = sub.add_parser("program", formatter_class=RichHelpFormatter,
                        help="run whole programs (many exposures) durably and resumably",
@@ -107,6 +109,9 @@ def _add_run_options(p: argparse.ArgumentParser, *, program: bool = False) -> No
     p.add_argument("--tile", type=int, default=512, help="pixel tile size in y and x (default: 512)")
     if program:
         return
+    p.add_argument("--processes", action="store_true",
+                   help="LocalCluster workers as separate processes (default: threads in this process, "
+                        "which avoids inter-process transfers; processes isolate crashes)")
     p.add_argument("--save-intermediates", default="", metavar="STEP[,STEP...]",
                    help="also write the Dataset after these steps (FITS and zarr)")
     p.add_argument("--zarr", action="store_true", help="also write every product as a zarr store")
@@ -154,7 +159,8 @@ def _dispatch(args: argparse.Namespace, overrides: list[str]) -> int:
     if args.command == "run":
         return commands.run(args, overrides)
     if args.command == "demo":
-        return commands.demo(args.out, args.preset, args.seed, args.scheduler, args.workers)
+        return commands.demo(args.out, args.preset, args.seed, args.scheduler, args.workers,
+                             processes=args.processes)
     if args.command == "program":
         return commands.program(args, overrides)
     return commands.serve(args)

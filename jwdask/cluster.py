@@ -20,7 +20,8 @@ IN_PROCESS = ("threads", "sync", "synchronous", "processes")
 
 @contextlib.contextmanager
 def client(scheduler: str | None = None, *, n_workers: int | None = None, threads_per_worker: int = 1,
-           memory_limit: str | int | None = "auto", dashboard: bool = True) -> Iterator[Client | None]:
+           memory_limit: str | int | None = "auto", dashboard: bool = True,
+           processes: bool = True) -> Iterator[Client | None]:
     """Open the compute backend for a run and make it the default for ``dask.compute``.
 
     Parameters
@@ -30,11 +31,15 @@ def client(scheduler: str | None = None, *, n_workers: int | None = None, thread
         is logged). ``"tcp://host:port"`` (or any address ``distributed`` accepts): an
         existing scheduler. ``"threads"``/``"sync"``: no cluster, dask's in-process scheduler.
     n_workers : int, optional
-        LocalCluster worker processes (default: one per core).
+        LocalCluster workers (default: one per core).
     threads_per_worker : int
         Threads per LocalCluster worker.
     memory_limit : str or int, optional
         Per-worker memory limit of the LocalCluster (``"4GB"``; ``"auto"`` shares the RAM).
+    processes : bool
+        LocalCluster workers as separate processes (isolated: a crash or a kill takes one
+        worker) or as threads of this process (``False``: no inter-process transfers or
+        per-process imports; jwdask's kernels release the GIL, so threads run in parallel).
 
     Yields
     ------
@@ -48,12 +53,12 @@ def client(scheduler: str | None = None, *, n_workers: int | None = None, thread
     if scheduler is None:
         with dask.config.set({"distributed.worker.profile.enabled": False}):
             cluster = LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker,
-                                   memory_limit=memory_limit,
+                                   memory_limit=memory_limit, processes=processes,
                                    dashboard_address=":0" if dashboard else None)
         with cluster, Client(cluster) as c:
             if dashboard:
-                log.info("LocalCluster with %d workers; Dask dashboard: %s",
-                         len(cluster.workers), c.dashboard_link)
+                log.info("LocalCluster with %d %s workers; Dask dashboard: %s", len(cluster.workers),
+                         "process" if processes else "thread", c.dashboard_link)
             yield c
         return
     try:

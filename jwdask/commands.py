@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import logging
 import posixpath
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import xarray as xr
 import yaml
+from dask.delayed import Delayed
 from rich.console import Console
 from rich.table import Table
 
@@ -18,7 +20,7 @@ from jwdask import cluster
 from jwdask.errors import InputError, ParameterError
 from jwdask.io import keywords
 from jwdask.io.fitsfile import scan
-from jwdask.io.products import compute_writes, open_product, prepare_write
+from jwdask.io.products import PendingWrite, compute_writes, open_product, prepare_write
 from jwdask.io.uncal import open_uncal
 from jwdask.io.zarr_store import open_zarr, to_zarr
 from jwdask.pipeline import Pipeline, parse_overrides
@@ -60,10 +62,10 @@ def _print_dataset(url: str, ds: xr.Dataset) -> None:
     rows = [
         ("instrument", " ".join(str(get(meta, p, "")) for p in
                                 ("instrument.name", "instrument.detector", "instrument.filter", "instrument.pupil"))),
-        ("exposure", f"{get(meta, 'exposure.type', '')}  {get(meta, 'exposure.readpatt', '')}  "
-                     f"NINTS={get(meta, 'exposure.nints', '')} NGROUPS={get(meta, 'exposure.ngroups', '')}"),
-        ("subarray", f"{get(meta, 'subarray.name', '')}  start=({get(meta, 'subarray.xstart', '')}, "
-                     f"{get(meta, 'subarray.ystart', '')})"),
+        ("exposure", (f"{get(meta, 'exposure.type', '')}  {get(meta, 'exposure.readpatt', '')}  "
+                     f"NINTS={get(meta, 'exposure.nints', '')} NGROUPS={get(meta, 'exposure.ngroups', '')}")),
+        ("subarray", (f"{get(meta, 'subarray.name', '')}  start=({get(meta, 'subarray.xstart', '')}, "
+                     f"{get(meta, 'subarray.ystart', '')})")),
         ("pointing", f"RA_REF={get(meta, 'wcsinfo.ra_ref', '')} DEC_REF={get(meta, 'wcsinfo.dec_ref', '')}"),
     ]
     for name, var in ds.data_vars.items():
@@ -89,15 +91,21 @@ def ref_provider(args: argparse.Namespace) -> Any:
     """The RefProvider of the ``--ref``/``--refs-dir``/``--crds-*`` options."""
     from jwdask.refs import RefProvider
 
-    overrides = {}
-    for item in args.ref:
-        reftype, sep, path = item.partition("=")
-        if not sep:
-            msg = f"--ref takes REFTYPE=PATH, got '{item}'"
-            raise ParameterError(msg)
-        overrides[reftype.lower()] = path
+    overrides = {reftype.lower(): path for reftype, path in _pairs(args.ref, "--ref", "REFTYPE=PATH").items()}
     return RefProvider(overrides=overrides, refs_dir=args.refs_dir, crds_cache=args.crds_cache,
                        crds_context=args.crds_context)
+
+
+def _pairs(items: Sequence[str], option: str, form: str) -> dict[str, str]:
+    """``{key: value}`` of an option's ``KEY=VALUE`` items."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            msg = f"{option} takes {form}, got '{item}'"
+            raise ParameterError(msg)
+        out[key] = value
+    return out
 
 
 def load_pipeline(stage: str, config: Path | None, overrides: Sequence[str]) -> Pipeline:
@@ -123,7 +131,8 @@ def run(args: argparse.Namespace, overrides: Sequence[str]) -> int:
     pipeline = load_pipeline(args.stage, args.config, overrides)
     refs = ref_provider(args)
     save = [s for s in args.save_intermediates.split(",") if s]
-    with cluster.client(args.scheduler, n_workers=args.workers, memory_limit=args.memory_limit):
+    with cluster.client(args.scheduler, n_workers=args.workers, memory_limit=args.memory_limit,
+                        processes=args.processes):
         if pipeline.input == "association":
             urls = run_association_pipeline(pipeline, args.inputs, args.out, refs, tile=args.tile, zarr=args.zarr)
         else:
@@ -137,39 +146,113 @@ def run(args: argparse.Namespace, overrides: Sequence[str]) -> int:
 def run_pipeline(pipeline: Pipeline, inputs: Sequence[str], out: str, refs: Any, *, tile: int = 512,
                  save_after: Sequence[str] = (), zarr: bool = False) -> list[str]:
     """Run ``pipeline`` on every input on the current backend; return the written URLs."""
-    pending, stores = [], []
-    for url in inputs:
-        ds = open_input(url, pipeline.input, tile)
-        chosen = pipeline.for_exposure(ds.attrs.get("meta", {}))
-        final, intermediates = chosen.run_all(ds, refs, save_after=save_after)
-        pending += chosen.prepare(final, out, intermediates=intermediates)
-        root = posixpath.basename(url).rsplit("_", 1)[0]
+    return compute_prepared(_prepare_all(
+        inputs, lambda url: prepare_exposure(pipeline, url, out, refs, tile=tile, save_after=save_after,
+                                             zarr=zarr)))
+
+
+@dataclass
+class PreparedWrites:
+    """One input turned into lazy product writes; nothing is computed yet.
+
+    Attributes
+    ----------
+    pending : list of PendingWrite
+        FITS products laid out under temporary names; computing them fills and renames them.
+    delayed : list of Delayed
+        Other writers (catalogs), each returning the list of URLs it wrote.
+    stores : list of (Dataset, str)
+        Datasets written as Zarr stores once the rest is computed.
+    """
+
+    pending: list[PendingWrite] = field(default_factory=list)
+    delayed: list[Delayed] = field(default_factory=list)
+    stores: list[tuple[xr.Dataset, str]] = field(default_factory=list)
+
+    def cleanup(self) -> None:
+        """Remove the temporary files of writes that did not complete."""
+        for p in self.pending:
+            p.cleanup()
+
+
+def prepare_exposure(pipeline: Pipeline, url: str, out: str, refs: Any, *, tile: int = 512,
+                     kind: str | None = None, save_after: Sequence[str] = (),
+                     zarr: bool = False) -> PreparedWrites:
+    """The product writes of one exposure through a per-exposure pipeline: open ``url`` (as
+    ``kind``, default the pipeline's input), pick the instrument's variant of the pipeline,
+    build its graph and lay out its products (and the ``save_after`` intermediates) in ``out``."""
+    ds = open_input(url, kind or pipeline.input, tile)
+    chosen = pipeline.for_exposure(ds.attrs.get("meta", {}))
+    final, intermediates = chosen.run_all(ds, refs, save_after=save_after)
+    prepared = PreparedWrites(chosen.prepare(final, out, intermediates=intermediates))
+    root = posixpath.basename(url).rsplit("_", 1)[0]
+    try:
         for step in save_after:
             inter = intermediates[step]
-            stores.append((inter, posixpath.join(out, f"{root}_{step}.zarr")))
+            prepared.stores.append((inter, posixpath.join(out, f"{root}_{step}.zarr")))
             if _is_ramp(inter):
                 suffix = "ramp" if step == "jump" else step
-                pending.append(prepare_write(inter, posixpath.join(out, f"{root}_{suffix}.fits"), "ramp"))
-        if zarr:
-            for suffix, product in chosen.product_datasets(final, intermediates).items():
-                stores.append((product, posixpath.join(out, f"{root}_{suffix}.zarr")))
-    urls = compute_writes(pending, progress=True)
-    for ds, store in stores:
-        urls.append(to_zarr(ds, store, overwrite=True))
+                prepared.pending.append(prepare_write(inter, posixpath.join(out, f"{root}_{suffix}.fits"), "ramp"))
+    except BaseException:
+        prepared.cleanup()
+        raise
+    if zarr:
+        for suffix, product in chosen.product_datasets(final, intermediates).items():
+            prepared.stores.append((product, posixpath.join(out, f"{root}_{suffix}.zarr")))
+    return prepared
+
+
+def prepare_association(pipeline: Pipeline, url: str, out: str, refs: Any, *, tile: int = 512,
+                        zarr: bool = False) -> PreparedWrites:
+    """The product writes of one association through an association pipeline (Image3): open
+    its science members (calibrated products), build the graph and lay out the products
+    (mosaic, catalog, ...) in ``out``."""
+    from jwdask.asn import load_association
+    from jwdask.image3.stage import Image3Data, prepare_products
+
+    asn = load_association(url)
+    science = asn.of_type("science")
+    if not science:
+        raise InputError(url, "products[0].members", "no science members")
+    exposures = tuple(open_input(member, "cal", tile) for member in science)
+    data = Image3Data(exposures, asn.product_name, asn.asn_id or "a3001")
+    final, _ = pipeline.run_all(data, refs)
+    writes, tasks = prepare_products(final, out)
+    prepared = PreparedWrites(list(writes), list(tasks))
+    if zarr and final.mosaic is not None:
+        prepared.stores.append((final.mosaic, posixpath.join(out, f"{asn.product_name}_i2d.zarr")))
+    return prepared
+
+
+def compute_prepared(prepared: Sequence[PreparedWrites], *, progress: bool = True) -> list[str]:
+    """Compute the writes of several inputs together on the current backend (temporary files
+    are removed on failure); returns the FITS URLs, the other writers' and the Zarr stores'."""
+    urls = compute_writes([p for x in prepared for p in x.pending], also=[d for x in prepared for d in x.delayed],
+                          progress=progress)
+    for x in prepared:
+        for ds, store in x.stores:
+            urls.append(to_zarr(ds, store, overwrite=True))
     return urls
+
+
+def _prepare_all(inputs: Sequence[str], prepare: Callable[[str], PreparedWrites]) -> list[PreparedWrites]:
+    """``prepare`` of every input; if one fails, the temporary files of the others are removed."""
+    prepared: list[PreparedWrites] = []
+    try:
+        for url in inputs:
+            prepared.append(prepare(url))
+    except BaseException:
+        for x in prepared:
+            x.cleanup()
+        raise
+    return prepared
 
 
 def program(args: argparse.Namespace, overrides: Sequence[str]) -> int:
     """``jwdask program run``: a whole program through the durable, resumable runner."""
     from jwdask.service.runner import program_run, steps_by_stage
 
-    pipelines = {}
-    for item in args.pipeline:
-        stage, sep, path = item.partition("=")
-        if not sep:
-            msg = f"--pipeline takes STAGE=YAML, got '{item}'"
-            raise ParameterError(msg)
-        pipelines[stage] = path
+    pipelines = _pairs(args.pipeline, "--pipeline", "STAGE=YAML")
     stages = [s for s in args.stages.split(",") if s]
     steps = steps_by_stage(parse_overrides(overrides), pipelines or None, stages)
     return program_run(args.inputs, args.out, scheduler=args.scheduler, store_url=args.store_url,
@@ -195,27 +278,8 @@ def run_association_pipeline(pipeline: Pipeline, associations: Sequence[str], ou
 
     The exposures' graphs, the mosaic's and the catalog's are computed together.
     """
-    from jwdask.asn import load_association
-    from jwdask.image3.stage import Image3Data, prepare_products
-
-    pending, delayed, stores = [], [], []
-    for url in associations:
-        asn = load_association(url)
-        science = asn.of_type("science")
-        if not science:
-            raise InputError(url, "products[0].members", "no science members")
-        exposures = tuple(open_input(member, "cal", tile) for member in science)
-        data = Image3Data(exposures, asn.product_name, asn.asn_id or "a3001")
-        final, _ = pipeline.run_all(data, refs)
-        writes, tasks = prepare_products(final, out)
-        pending += writes
-        delayed += tasks
-        if zarr and final.mosaic is not None:
-            stores.append((final.mosaic, posixpath.join(out, f"{asn.product_name}_i2d.zarr")))
-    urls = compute_writes(pending, also=delayed, progress=True)
-    for ds, store in stores:
-        urls.append(to_zarr(ds, store, overwrite=True))
-    return urls
+    return compute_prepared(_prepare_all(
+        associations, lambda url: prepare_association(pipeline, url, out, refs, tile=tile, zarr=zarr)))
 
 
 def _is_ramp(ds: xr.Dataset) -> bool:
@@ -223,7 +287,8 @@ def _is_ramp(ds: xr.Dataset) -> bool:
     return all(v in ds for v in ("sci", "groupdq", "pixeldq")) and ds.sci.ndim == 4
 
 
-def demo(out: Path, preset: str, seed: int, scheduler: str | None, workers: int) -> int:
+def demo(out: Path, preset: str, seed: int, scheduler: str | None, workers: int, *,
+         processes: bool = False) -> int:
     """Simulate a small dithered program and run Detector1 -> Image2 -> Image3 on it: raw
     exposures to rates, calibrated exposures, a mosaic, its catalog and a quick-look PNG."""
     from jwdask.quicklook import quicklook_png
@@ -233,7 +298,7 @@ def demo(out: Path, preset: str, seed: int, scheduler: str | None, workers: int)
     prog = simulate_program(preset, out / "simulated", seed=seed)
     refs = RefProvider(refs_dir=str(prog.refs_dir))
     products = out / "products"
-    with cluster.client(scheduler, n_workers=workers):
+    with cluster.client(scheduler, n_workers=workers, processes=processes):
         console.print("[bold]Detector1[/]: raw ramps -> count rates")
         rates = run_pipeline(Pipeline.load("detector1"), [str(p) for p in prog.uncal], str(products), refs)
         console.print("[bold]Image2[/]: count rates -> calibrated exposures")

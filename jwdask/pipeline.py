@@ -23,7 +23,13 @@ import xarray as xr
 import yaml
 
 from jwdask.errors import ParameterError
-from jwdask.io.products import PRODUCTS, PendingWrite, compute_writes, prepare_write, product_url
+from jwdask.io.products import (
+    PRODUCTS,
+    PendingWrite,
+    compute_writes,
+    prepare_write,
+    product_url,
+)
 from jwdask.steps import skipped
 
 log = logging.getLogger(__name__)
@@ -220,19 +226,25 @@ class Pipeline:
     def product_datasets(self, ds: xr.Dataset,
                          intermediates: Mapping[str, xr.Dataset] | None = None) -> dict[str, xr.Dataset]:
         """The product Datasets (by suffix) of a run: from the final Dataset, or from the
-        Dataset after the product's ``after`` step (absent when that step was skipped)."""
+        Dataset after the product's ``after`` step (absent when that step was skipped, or
+        when the product function returns None: an optional product not asked for)."""
         out = {}
         for suffix, (fn, after) in self._product_specs().items():
             if after is None:
-                out[suffix] = resolve(fn)(ds)
+                product = resolve(fn)(ds)
             elif intermediates is None:
                 msg = (f"pipeline '{self.name}': product '{suffix}' is taken after step '{after}'; "
                        "pass the intermediates returned by run_all")
                 raise ParameterError(msg)
             elif after in intermediates:
-                out[suffix] = resolve(fn)(intermediates[after])
+                product = resolve(fn)(intermediates[after])
             else:
                 log.info("%s: no _%s product (step '%s' was skipped)", self.name, suffix, after)
+                continue
+            if product is None:
+                log.info("%s: no _%s product in this run", self.name, suffix)
+                continue
+            out[suffix] = product
         return out
 
     def prepare(self, ds: xr.Dataset, out_dir: str, *, intermediates: Mapping[str, xr.Dataset] | None = None,

@@ -4,7 +4,8 @@ Arrays have dims ``(..., y, x)`` with every leading dim (integration, group) in 
 chunk, so a ramp never spans two tasks. Kernels that need neighbours get a halo of
 ``depth`` pixels on the tile sides that touch another tile (none at the detector edge)
 and are told its size; their outputs are trimmed back to the tile. No task ever sees more
-than its tile plus the halo.
+than its tile plus the halo. The halo travels as one small task per tile and input (the
+tile's border strips), assembled inside the kernel's task.
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import dask.array as da
-from dask.base import tokenize
 import numpy as np
 import xarray as xr
+from dask.base import tokenize
+from dask.delayed import Delayed, unpack_collections
+from dask.highlevelgraph import HighLevelGraph
+from dask.task_spec import List, Task, TaskRef
 
 
 def _tile_chunks(like: xr.DataArray) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -67,18 +71,8 @@ def map_tiles(
     sizes = dict(like.sizes)
     for i in present:
         sizes.update(inputs[i].sizes)
-    if depth:
-        arrays = [da.overlap.overlap(a, depth={a.ndim - 2: depth, a.ndim - 1: depth}, boundary="none")
-                  for a in arrays]
-    nblocks = (len(ychunks), len(xchunks))
-    max_ndim = max(a.ndim for a in arrays)
-    result = da.map_blocks(
-        _call_tile, *arrays, drop_axis=list(range(max_ndim - 2)), dtype=object,
-        meta=np.empty((0, 0), dtype=object),
-        name=f"{name or 'tile'}-{tokenize(kernel, arrays, present, depth, kwargs)}",
-        kernel=kernel, positions=present, n_inputs=len(inputs), depth=depth, nblocks=nblocks,
-        out_names=tuple(outputs), kwargs=kwargs,
-    )
+    result = _kernel_array(kernel, arrays, present, len(inputs), depth, (ychunks, xchunks), tuple(outputs), kwargs,
+                           name=f"{name or 'tile'}-{tokenize(kernel, arrays, present, depth, kwargs)}")
     coords = {"y": like["y"], "x": like["x"]} if "y" in like.coords else {}
     out = {}
     for key, (dims, dtype) in outputs.items():
@@ -91,13 +85,106 @@ def map_tiles(
     return out
 
 
+def _kernel_array(kernel: Callable[..., Any], arrays: list[da.Array], positions: list[int], n_inputs: int,
+                  depth: int, chunks: tuple[tuple[int, ...], tuple[int, ...]], out_names: tuple[str, ...],
+                  kwargs: dict[str, Any], *, name: str) -> da.Array:
+    """The (y-tile, x-tile) object array of kernel results, one task per tile.
+
+    The layer is built explicitly rather than with ``map_blocks``: dask then neither fuses the
+    kernel into each consumer of its outputs (running it once per output) nor hands keyword
+    arguments that are dask collections a renamed copy of their graph (running everything
+    upstream again); such arguments become references to the collections' own keys.
+    """
+    static = {k: v for k, v in kwargs.items() if not _is_lazy(v)}
+    edges = [_edge_layer(a, depth) for a in arrays] if depth else []
+    lazy = {k: [as_delayed(x) if isinstance(x, da.Array) else x for x in v] if isinstance(v, list | tuple)
+            else as_delayed(v) if isinstance(v, da.Array) else v
+            for k, v in kwargs.items() if _is_lazy(v)}
+    lazy_node, collections = unpack_collections(lazy)
+    nblocks = (len(chunks[0]), len(chunks[1]))
+    graph = {}
+    for by in range(nblocks[0]):
+        for bx in range(nblocks[1]):
+            blocks = [TaskRef((a.name, *(0,) * (a.ndim - 2), by, bx)) for a in arrays]
+            if depth:
+                around = [(by + dy, bx + dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)
+                          if (dy, dx) != (0, 0) and 0 <= by + dy < nblocks[0] and 0 <= bx + dx < nblocks[1]]
+                blocks = [Task(None, _with_halo, block, List(*(TaskRef((e.name, *n)) for n in around)),
+                               offsets=[(n[0] - by, n[1] - bx) for n in around], depth=depth)
+                          for block, e in zip(blocks, edges, strict=True)]
+            key = (name, by, bx)
+            graph[key] = Task(key, _call_tile, *blocks, lazy_node, kernel=kernel, positions=positions,
+                              n_inputs=n_inputs, depth=depth, nblocks=nblocks, out_names=out_names,
+                              kwargs=static, block_id=(by, bx))
+    hlg = HighLevelGraph.from_collections(name, graph, dependencies=[*arrays, *edges, *collections])
+    return da.Array(hlg, name, chunks, meta=np.empty((0, 0), dtype=object))
+
+
+def _edge_layer(arr: da.Array, depth: int) -> da.Array:
+    """One task per tile of ``arr``: its border strips (rows and columns ``depth`` deep and the
+    corners), all a neighbouring tile's halo needs; a (y-tile, x-tile) object array."""
+    name = f"halo-{tokenize(arr.name, depth)}"
+    lead = (0,) * (arr.ndim - 2)
+    graph = {(name, by, bx): Task((name, by, bx), _border_strips, TaskRef((arr.name, *lead, by, bx)), depth=depth)
+             for by in range(arr.numblocks[-2]) for bx in range(arr.numblocks[-1])}
+    hlg = HighLevelGraph.from_collections(name, graph, dependencies=[arr])
+    return da.Array(hlg, name, arr.chunks[-2:], meta=np.empty((0, 0), dtype=object))
+
+
+def _border_strips(block: np.ndarray, *, depth: int) -> dict[tuple[int, int], np.ndarray]:
+    """The parts of ``block`` seen by the neighbour at offset ``(dy, dx)`` [tiles], keyed by
+    that offset: its last rows for the tile below (``dy = 1``), first rows for the one above..."""
+    def part(d: int) -> slice:
+        return slice(None) if d == 0 else slice(-depth, None) if d > 0 else slice(0, depth)
+    return {(dy, dx): block[..., part(dy), part(dx)].copy()
+            for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)}
+
+
+def _with_halo(block: np.ndarray, strips: list[dict[tuple[int, int], np.ndarray]], *,
+               offsets: list[tuple[int, int]], depth: int) -> np.ndarray:
+    """``block`` with its neighbours' strips around it (at the ``offsets`` [tiles] that exist)."""
+    pieces = {(0, 0): block}
+    for (dy, dx), parts in zip(offsets, strips, strict=True):
+        pieces[(dy, dx)] = parts[(-dy, -dx)]
+    rows = []
+    for dy in (-1, 0, 1):
+        row = [pieces[(dy, dx)] for dx in (-1, 0, 1) if (dy, dx) in pieces]
+        if (dy, 0) in pieces:
+            rows.append(row[0] if len(row) == 1 else np.concatenate(row, axis=-1))
+    return rows[0] if len(rows) == 1 else np.concatenate(rows, axis=-2)
+
+
+def _is_lazy(value: Any) -> bool:
+    if isinstance(value, list | tuple):
+        return any(_is_lazy(v) for v in value)
+    return isinstance(value, da.Array | Delayed)
+
+
+def as_delayed(arr: da.Array) -> Delayed:
+    """The whole of ``arr`` as one Delayed that shares ``arr``'s task keys.
+
+    Pass this, never the dask array itself, to ``dask.delayed`` calls and to kernel keyword
+    arguments: dask gives a collection found there a renamed, separately optimized copy of
+    its whole graph, so every upstream task (saturation, jump, ...) would run once more.
+    """
+    whole = arr.rechunk(tuple(-1 for _ in arr.shape)) if arr.npartitions > 1 else arr
+    return whole.to_delayed(optimize_graph=False).ravel()[0]
+
+
+def block_delayed(arr: da.Array) -> np.ndarray:
+    """The blocks of ``arr`` as an array of Delayed sharing its task keys (see :func:`as_delayed`)."""
+    return arr.to_delayed(optimize_graph=False)
+
+
 def _field(result: Mapping[str, np.ndarray], key: str) -> np.ndarray:
     return result[key]
 
 
-def _call_tile(*blocks: np.ndarray, kernel: Callable[..., Any], positions: list[int], n_inputs: int,
+def _call_tile(*blocks: Any, kernel: Callable[..., Any], positions: list[int], n_inputs: int,
                depth: int, nblocks: tuple[int, int], out_names: tuple[str, ...], kwargs: dict[str, Any],
-               block_id: tuple[int, ...] | None = None) -> dict[str, np.ndarray]:
+               block_id: tuple[int, ...]) -> dict[str, np.ndarray]:
+    *blocks, lazy = blocks
+    kwargs = {**kwargs, **lazy}
     args: list[Any] = [None] * n_inputs
     for pos, block in zip(positions, blocks, strict=True):
         args[pos] = block

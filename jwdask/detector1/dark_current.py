@@ -10,7 +10,6 @@ OR-ed into ``pixeldq``. The DARK must cover exactly the science window (jwst doe
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -47,25 +46,20 @@ def dark_current(ds: xr.Dataset, refs: Any, *, average_dark_current: float | Non
                f"{keywords.get(ref_meta, 'subarray.ysize')} differs from the science subarray "
                f"{ds.sizes['x']}x{ds.sizes['y']} (darks are not cut)")
         raise ReferenceFileError("dark", msg)
-    nf, gg, ng = (int(exposure(ds, k)) for k in ("nframes", "groupgap", "ngroups"))
+    nf, gg = (int(exposure(ds, k)) for k in ("nframes", "groupgap"))
     nfd = int(keywords.get(ref_meta, "exposure.nframes", 1))
     ggd = int(keywords.get(ref_meta, "exposure.groupgap", 0))
     if nfd > nf or ggd > gg:
         return skipped(ds, "dark_current", f"dark NFRAMES/GROUPGAP {nfd}/{ggd} exceed the science "
                        f"{nf}/{gg}", ref_files={"dark": name})
+    pattern = {"nframes": nf, "groupgap": gg, "dark_nframes": nfd, "dark_groupgap": ggd}
     if ref.sci.ndim == 4:
-        variables = _subtract_miri(ds, ref, name, nframes=nf, groupgap=gg, dark_nframes=nfd, dark_groupgap=ggd)
+        variables = _subtract_miri(ds, ref, name, **pattern)
     else:
-        dark = _extend(ref.sci.astype(np.float32), ng * nf + (ng - 1) * gg, nfd, ggd).fillna(0)
-        if nfd == nf and ggd == gg:
-            averaged = dark.isel(group=slice(0, ng))
-        else:
-            planes = [dark.isel(group=slice(g * (nf + gg), g * (nf + gg) + nf)).mean("group")
-                      for g in range(ng)]
-            averaged = xr.concat(planes, dim="group")
-        averaged = averaged.chunk({"group": -1})  # one chunk per tile like sci: a ramp stays in one task
-        sci = (ds.sci - averaged.astype(np.float32)).astype(np.float32).transpose(*ds.sci.dims)
-        variables = {"sci": sci, "pixeldq": ds.pixeldq | ref.dq.astype(np.uint32)}
+        frames = ref.sci.rename({"group": "dark_frame"})  # not the science groups
+        variables = map_tiles(subtract_dark, [ds.sci, ds.pixeldq, frames, ref.dq],
+                              {"sci": (ds.sci.dims, np.float32), "pixeldq": (("y", "x"), np.uint32)},
+                              like=ds.sci, name="dark", **pattern)
     variables["sci"].attrs = dict(ds.sci.attrs)
     if average_dark_current is not None:
         avg = xr.full_like(ds.pixeldq, average_dark_current, dtype=np.float32)
@@ -91,15 +85,3 @@ def _subtract_miri(ds: xr.Dataset, ref: xr.Dataset, name: str, **pattern: int) -
                      {"sci": (ds.sci.dims, np.float32), "pixeldq": (("y", "x"), np.uint32)},
                      like=ds.sci, name=name_key, integration_start=None if start is None else int(start),
                      **pattern)
-
-
-def _extend(dark: xr.DataArray, frames_sci: int, nfd: int, ggd: int) -> xr.DataArray:
-    """Extrapolate a too-short dark linearly from its last two planes (spec §6.10.1)."""
-    ngd = dark.sizes["group"]
-    frames_dark = ngd * nfd + (ngd - 1) * ggd
-    if frames_sci <= frames_dark:
-        return dark
-    add = math.ceil((frames_sci - frames_dark + ggd) / (nfd + ggd))
-    last, step = dark.isel(group=-1), dark.isel(group=-1) - dark.isel(group=-2)
-    extra = [last + k * step for k in range(1, add + 1)]
-    return xr.concat([dark, *[e.expand_dims("group") for e in extra]], dim="group")

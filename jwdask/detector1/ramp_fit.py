@@ -1,4 +1,4 @@
-"""ramp_fit: fit a slope to every ramp (OLS_C of jwst 3.0 / stcal), per (y, x) tile.
+"""ramp_fit: fit a slope to every ramp (OLS_C or LIKELY of jwst 3.0 / stcal), per (y, x) tile.
 
 Rates in DN/s, variances in (DN/s)^2. The Dataset returned holds the rate arrays
 (``sci, err, dq, var_poisson, var_rnoise`` on ``(y, x)``) and the per-integration arrays
@@ -7,6 +7,8 @@ Rates in DN/s, variances in (DN/s)^2. The Dataset returned holds the rate arrays
 """
 
 from __future__ import annotations
+
+import logging
 
 import dask.array as da
 import numpy as np
@@ -21,8 +23,11 @@ from jwdask.kernels.ramp_fit import (
     fit_ramps,
     group_flag_summary,
 )
+from jwdask.kernels.ramp_fit_likely import LIKELY_MIN_NGROUPS, fit_ramps_likely
 from jwdask.steps import completed, reference
 from jwdask.tiles import map_tiles
+
+log = logging.getLogger(__name__)
 
 RATE_VARS = ("sci", "err", "dq", "var_poisson", "var_rnoise")
 _KERNEL_NAMES = {"sci": "slope", "err": "err", "dq": "dq", "var_poisson": "var_poisson",
@@ -31,24 +36,24 @@ _KERNEL_NAMES = {"sci": "slope", "err": "err", "dq": "dq", "var_poisson": "var_p
 
 def ramp_fit(ds: xr.Dataset, refs: object, *, algorithm: str = "OLS_C", suppress_one_group: bool = True,
              firstgroup: int | None = None, lastgroup: int | None = None) -> xr.Dataset:
-    """Fit ramps [DN] to count rates [DN/s] with the OLS_C algorithm of jwst 3.0.
+    """Fit ramps [DN] to count rates [DN/s] with the OLS_C or LIKELY algorithm of jwst 3.0.
 
     Parameters
     ----------
-    algorithm : {"OLS_C"}
-        Only OLS_C is available; LIKELY raises NotImplementedError.
+    algorithm : {"OLS_C", "LIKELY"}
+        OLS_C: segment-wise least squares. LIKELY: likelihood fit with its own jump search
+        (Brandt 2024); as jwst, exposures with explicit read times use LIKELY and exposures
+        with fewer than 4 groups fall back to OLS_C.
     suppress_one_group : bool
-        Ignore ramps with a single good group (jwst default True).
+        Ignore ramps with a single good group (jwst default True; OLS_C only).
     firstgroup, lastgroup : int, optional
         0-based groups before/after which every group is marked DO_NOT_USE.
     """
-    if algorithm.upper() == "LIKELY":
-        msg = "ramp_fit algorithm LIKELY is not implemented in jwdask; use OLS_C"
-        raise NotImplementedError(msg)
-    if algorithm.upper() != "OLS_C":
+    if algorithm.upper() not in ("OLS_C", "LIKELY"):
         msg = f"ramp_fit: unknown algorithm {algorithm!r} (OLS_C or LIKELY)"
         raise ParameterError(msg)
     require_ramp(ds, "ramp_fit")
+    algorithm = _effective_algorithm(ds, algorithm.upper())
     gain, gain_name = reference(refs, "gain", ds)
     readnoise, rn_name = reference(refs, "readnoise", ds)
     if gain is None or readnoise is None:
@@ -58,6 +63,20 @@ def ramp_fit(ds: xr.Dataset, refs: object, *, algorithm: str = "OLS_C", suppress
                                                    np.uint32 if name == "dq" else np.float32)
                for name in RATE_VARS for ints in (False, True)}
     names = {f"{k}_ints": f"{v}_ints" for k, v in _KERNEL_NAMES.items()} | _KERNEL_NAMES
+    if algorithm == "LIKELY":
+        read_times = _read_times(ds)
+        nframes = int(exposure(ds, "nframes"))
+        if "zeroframe" in ds and (len(read_times[0]) if read_times else nframes) < 2:
+            log.warning("ramp_fit: ZEROFRAME present but the first group has < 2 reads; LIKELY ignores it")
+        fitted = map_tiles(
+            _fit_tile_likely, [ds.sci, ds.groupdq, ds.pixeldq, readnoise.sci, gain.sci, ds.get("zeroframe"),
+                               ds.get("average_dark_current")],
+            outputs, like=ds.sci, name="ramp_fit_likely", names=names,
+            frame_time=float(exposure(ds, "frame_time")), nframes=nframes,
+            groupgap=int(exposure(ds, "groupgap")), read_times=read_times, firstgroup=firstgroup,
+            lastgroup=lastgroup, row_width=int(ds.sizes["x"]),
+        )
+        return _finish(ds, fitted, gain, gain_name, rn_name)
     flags = {"suppress_one_group": suppress_one_group, "firstgroup": firstgroup, "lastgroup": lastgroup}
     miri = str(keywords.get(ds.attrs.get("meta", {}), "instrument.name", "")).upper() == "MIRI"
     source = str(ds.attrs.get("source", "exposure"))
@@ -72,9 +91,15 @@ def ramp_fit(ds: xr.Dataset, refs: object, *, algorithm: str = "OLS_C", suppress
         summary=summary if miri else None, source=source, **flags,
     )
     if not miri:  # the fit never waits for the exposure-wide summary: only the rates are checked
-        for name in ("sci", "sci_ints"):
-            fitted[name] = fitted[name].copy(data=fitted[name].data.map_blocks(
-                _require_fit_range, summary=summary, source=source, dtype=np.float32))
+        fitted.update(map_tiles(_require_fit_range, [fitted["sci"], fitted["sci_ints"]],
+                                {name: (outputs[name][0], np.float32) for name in ("sci", "sci_ints")},
+                                like=ds.sci, name="ramp_fit-check", summary=summary, source=source))
+    return _finish(ds, fitted, gain, gain_name, rn_name)
+
+
+def _finish(ds: xr.Dataset, fitted: dict[str, xr.DataArray], gain: xr.Dataset, gain_name: str,
+            rn_name: str) -> xr.Dataset:
+    """The step's output Dataset: the ramp arrays replaced by the fitted rate arrays."""
     for name in ("sci", "err", "var_poisson", "var_rnoise"):
         fitted[name].attrs["units"] = "DN/s" if name in ("sci", "err") else "(DN/s)**2"
         fitted[f"{name}_ints"].attrs["units"] = fitted[name].attrs["units"]
@@ -84,6 +109,31 @@ def ramp_fit(ds: xr.Dataset, refs: object, *, algorithm: str = "OLS_C", suppress
     if gainfact is not None:
         meta["exposure.gain_factor"] = gainfact
     return completed(out, "ramp_fit", fitted, ref_files={"gain": gain_name, "readnoise": rn_name}, meta=meta)
+
+
+def _read_times(ds: xr.Dataset) -> list[list[float]] | None:
+    """``meta.exposure.read_times`` [s] (frame times of each group), or None when absent."""
+    read_times = keywords.get(ds.attrs.get("meta", {}), "exposure.read_times")
+    if read_times is None or not len(read_times):
+        return None
+    times = [[float(v) for v in np.atleast_1d(t)] for t in read_times]
+    if len(times) != ds.sizes["group"]:
+        raise InputError(str(ds.attrs.get("source", "exposure")), "meta.exposure.read_times",
+                         f"lists {len(times)} groups, the ramps have {ds.sizes['group']}")
+    return times
+
+
+def _effective_algorithm(ds: xr.Dataset, algorithm: str) -> str:
+    """The algorithm jwst's RampFitStep really runs for this exposure."""
+    if _read_times(ds) is not None and algorithm != "LIKELY":
+        log.warning("ramp_fit: the exposure has explicit read times (unevenly sampled); using LIKELY")
+        algorithm = "LIKELY"
+    ngroups = int(ds.sizes["group"])
+    if algorithm == "LIKELY" and ngroups < LIKELY_MIN_NGROUPS:
+        log.info("ramp_fit: LIKELY needs at least %d groups, the exposure has %d; using OLS_C",
+                 LIKELY_MIN_NGROUPS, ngroups)
+        algorithm = "OLS_C"
+    return algorithm
 
 
 def _exposure_summary(groupdq: xr.DataArray, flags: dict[str, object]) -> da.Array:
@@ -113,10 +163,11 @@ def _group_range(summary: np.ndarray, *, miri: bool, source: str) -> tuple[int, 
     return group_range
 
 
-def _require_fit_range(rate: np.ndarray, *, summary: np.ndarray, source: str) -> np.ndarray:
-    """``rate`` unchanged, once the exposure-wide summary says a near-IR exposure has a rate."""
+def _require_fit_range(sci: np.ndarray, sci_ints: np.ndarray, *, summary: np.ndarray,
+                       source: str) -> dict[str, np.ndarray]:
+    """The rates unchanged, once the exposure-wide summary says a near-IR exposure has a rate."""
     _group_range(summary, miri=False, source=source)
-    return rate
+    return {"sci": sci, "sci_ints": sci_ints}
 
 
 def _fit_tile(sci, groupdq, pixeldq, readnoise, gain, zeroframe, average_dark_current, *, names, summary,
@@ -126,6 +177,12 @@ def _fit_tile(sci, groupdq, pixeldq, readnoise, gain, zeroframe, average_dark_cu
     group_range = (0, sci.shape[1]) if summary is None else _group_range(summary, miri=True, source=source)
     result = fit_ramps(sci, groupdq, pixeldq, readnoise, gain, zeroframe=zeroframe,
                        average_dark_current=average_dark_current, group_range=group_range, **kwargs)
+    return {key: getattr(result, attr) for key, attr in names.items()}
+
+
+def _fit_tile_likely(sci, groupdq, pixeldq, readnoise, gain, zeroframe, average_dark_current, *, names, **kwargs):
+    result = fit_ramps_likely(sci, groupdq, pixeldq, readnoise, gain, zeroframe=zeroframe,
+                              average_dark_current=average_dark_current, **kwargs)
     return {key: getattr(result, attr) for key, attr in names.items()}
 
 

@@ -22,6 +22,7 @@ from dask.base import tokenize
 
 from jwdask.detector1._ramp import require_ramp
 from jwdask.errors import ParameterError
+from jwdask.tiles import as_delayed
 from jwdask.io import keywords
 from jwdask.kernels.refpix import (
     NirCorrections,
@@ -127,7 +128,7 @@ def _border_corrected(sci: da.Array, pixeldq: da.Array, settings: dict[str, Any]
     parts: list[list[da.Array]] = [[], [], []]
     for i in range(nints):
         measured = dask.delayed(_measure_border, pure=True, nout=3)(
-            *(s[i] for s in strips), pixeldq, shape=(ny, nx), settings=settings, starts_exposure=i == 0,
+            *(as_delayed(s[i]) for s in strips), as_delayed(pixeldq), shape=(ny, nx), settings=settings, starts_exposure=i == 0,
             dask_key_name=f"refpix-measure-{tokenize(sci.name, pixeldq.name, settings)}-{i}")
         for part, value, shape, dtype in zip(parts, measured, (column_shape, row_shape, (1, ngroups, 1, 1)),
                                              (np.float64, np.float64, bool), strict=True):

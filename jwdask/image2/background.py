@@ -7,6 +7,12 @@ image per background, and combined with a sigma clip along the background axis
 (:mod:`jwdask.kernels.background`). ``SCI -= B`` and ``DQ |= DQ_B``; ERR and the variances
 are unchanged, as in jwst.
 
+With ``save_combined_background`` (jwst's parameter, default False) the step also carries
+``B``, ``E_B`` and ``DQ_B`` as the variables :data:`COMBINED_VARS`;
+:func:`combined_background_product` turns them into the ``_combinedbackground`` product
+(ImageModel: SCI, ERR, DQ), written next to the other products like jwst's
+``<exposure>_combinedbackground.fits``.
+
 Difference from jwst 3.0: jwst copies the overlap of a background that does not cover the
 science window's first row/column into the array's corner instead of its place; here it lands
 on the detector pixels it belongs to. Backgrounds covering the science window agree exactly.
@@ -36,6 +42,8 @@ log = logging.getLogger(__name__)
 
 BackgroundInput = str | xr.Dataset
 SUBARRAY_PATHS = ("subarray.xstart", "subarray.ystart", "subarray.xsize", "subarray.ysize")
+COMBINED_VARS = {"sci": "combinedbackground_sci", "err": "combinedbackground_err", "dq": "combinedbackground_dq"}
+"""Product variable -> name under which a step run with ``save_combined_background`` keeps it."""
 
 
 def _as_list(bkg_list: str | Sequence[BackgroundInput] | None) -> list[BackgroundInput]:
@@ -168,7 +176,8 @@ def combined_background(ds: xr.Dataset, bkg_list: Sequence[BackgroundInput], *, 
 
 
 def background(ds: xr.Dataset, refs: Any, *, bkg_list: str | Sequence[BackgroundInput] | None = None,
-               sigma: float = 3.0, maxiters: int | None = None) -> xr.Dataset:
+               sigma: float = 3.0, maxiters: int | None = None,
+               save_combined_background: bool = False) -> xr.Dataset:
     """Subtract the combined background exposures from a rate image or cube [DN/s]
     (jwst ``BackgroundStep``, imaging path; SKIPPED without backgrounds).
 
@@ -181,6 +190,9 @@ def background(ds: xr.Dataset, refs: Any, *, bkg_list: str | Sequence[Background
         Clipping threshold [standard deviations], jwst default 3.
     maxiters : int, optional
         Clipping iterations; None (default) iterates to convergence.
+    save_combined_background : bool
+        Keep the combined background [DN/s] for the ``_combinedbackground`` product
+        (:func:`combined_background_product`); default False, as jwst.
     """
     require_image(ds, "bkg_subtract")
     items = _as_list(bkg_list)
@@ -194,4 +206,16 @@ def background(ds: xr.Dataset, refs: Any, *, bkg_list: str | Sequence[Background
     sci = (ds.sci - bkg.sci).astype(np.float32).transpose(*ds.sci.dims)
     sci.attrs = dict(ds.sci.attrs)
     dq = (ds.dq | bkg.dq).astype(np.uint32).transpose(*ds.dq.dims)
-    return completed(ds, "bkg_subtract", {"sci": sci, "dq": dq})
+    variables = {"sci": sci, "dq": dq}
+    if save_combined_background:
+        variables.update({name: bkg[var] for var, name in COMBINED_VARS.items()})
+    return completed(ds, "bkg_subtract", variables)
+
+
+def combined_background_product(ds: xr.Dataset) -> xr.Dataset | None:
+    """The ``_combinedbackground`` product (ImageModel: SCI, ERR [DN/s], DQ) of a Dataset
+    returned by :func:`background` with ``save_combined_background``; None when the step
+    did not keep it (not requested, or no background exposures)."""
+    if not all(name in ds for name in COMBINED_VARS.values()):
+        return None
+    return xr.Dataset({var: ds[name] for var, name in COMBINED_VARS.items()}, attrs=dict(ds.attrs))

@@ -9,14 +9,20 @@ exposure tile from the output tiles its pixels map into (``drizzle``'s bilinear 
 flags are computed per exposure tile with the 2-pixel halo the derivative and the 3x3
 dilation need. With ``resample_data=False`` the median is taken directly over the exposures
 (which must then share one pixel grid). No task holds a whole mosaic.
+
+With ``save_intermediate_results``, :func:`detect_outliers` also returns jwst's diagnostic
+products (each group's drizzled image, the median, each exposure's blotted median) as lazy
+Datasets built on the same dask arrays, so writing them recomputes nothing.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import itertools
 import logging
 import math
+import posixpath
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -28,11 +34,18 @@ import xarray as xr
 
 from jwdask import dqflags
 from jwdask.errors import InputError, ParameterError
+from jwdask.image3.resample import i2d_product
 from jwdask.image3.tweakreg import group_id
 from jwdask.io import keywords
 from jwdask.kernels import outlier_detection as kern
 from jwdask.kernels.flat_field import match_nans_and_flags
-from jwdask.resample import DrizzleParams, InputInfo, OutputGrid, drizzle_mosaic, output_grid
+from jwdask.resample import (
+    DrizzleParams,
+    InputInfo,
+    OutputGrid,
+    drizzle_mosaic,
+    output_grid,
+)
 from jwdask.resample.drizzle import (
     VARIANCES,
     coarse_map,
@@ -46,7 +59,7 @@ from jwdask.tiles import map_tiles
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DEFAULTS", "outlier_detection"]
+__all__ = ["DEFAULTS", "Intermediate", "detect_outliers", "outlier_detection"]
 
 DEFAULTS: dict[str, Any] = {
     "weight_type": "ivm", "pixfrac": 1.0, "kernel": "square", "fillval": "NAN", "maskpt": 0.7,
@@ -66,13 +79,42 @@ BLOT_MARGIN = 5
 """Margin [output pixels] around a tile's coarse pixel-map footprint when choosing median tiles."""
 
 
+@dataclasses.dataclass(frozen=True)
+class Intermediate:
+    """One diagnostic product of ``save_intermediate_results``: written by the Image3 stage as
+    ``<root>_<asn id>_<suffix>.fits`` (jwst's names), as product ``kind``."""
+
+    root: str
+    """File root of the exposure it belongs to (the first exposure for the median)."""
+    suffix: str
+    """``outlier_i2d`` (one exposure group drizzled), ``median`` or ``blot``."""
+    kind: str
+    """The :data:`jwdask.io.products.PRODUCTS` layout: ``i2d``, ``median`` or ``blot``."""
+    dataset: xr.Dataset
+    """The product, lazy (the same dask arrays the flags are computed from)."""
+
+
 def outlier_detection(datasets: Sequence[xr.Dataset], refs: Any = None, **params: Any) -> list[xr.Dataset]:
     """Flag outliers in calibrated exposures (SCI/ERR in MJy/sr) as ``DO_NOT_USE | OUTLIER``.
 
     ``params`` as :data:`DEFAULTS` (jwst OutlierDetectionStep names; ``snr`` and ``scale``
     as "first second" strings; ``backg`` in MJy/sr). Returns new Datasets whose ``dq`` has the
     flags and whose SCI, ERR, VAR_* are NaN there (lazy), with ``S_OUTLIR``. ``refs`` is unused.
+    ``save_intermediate_results`` needs somewhere to write: use :func:`detect_outliers`.
     """
+    if _parameters(params)["save_intermediate_results"]:
+        msg = ("outlier_detection: save_intermediate_results makes products to write: call "
+               "detect_outliers (which returns them) or run the image3 stage, which writes them")
+        raise ParameterError(msg)
+    return detect_outliers(datasets, refs, **params)[0]
+
+
+def detect_outliers(datasets: Sequence[xr.Dataset], refs: Any = None,
+                    **params: Any) -> tuple[list[xr.Dataset], list[Intermediate]]:
+    """:func:`outlier_detection`, and with ``save_intermediate_results`` jwst's intermediate
+    products: per exposure group its drizzled image (``outlier_i2d``: SCI [MJy/sr] and WHT),
+    the ``median`` image [MJy/sr] and per exposure the median blotted back (``blot``
+    [MJy/sr]); without resampling (``resample_data=False``) only the median."""
     del refs  # imaging outlier detection uses no reference file
     p = _parameters(params)
     datasets = list(datasets)
@@ -80,11 +122,7 @@ def outlier_detection(datasets: Sequence[xr.Dataset], refs: Any = None, **params
         _check_input(ds, p)
     if len(datasets) < 2:
         log.warning("outlier_detection: input only contains %d exposure(s); skipped", len(datasets))
-        return [skipped(ds, "outlier_detection", "fewer than two exposures") for ds in datasets]
-    if p["save_intermediate_results"]:
-        msg = ("outlier_detection: save_intermediate_results (the _outlier_i2d, _median and _blot "
-               "diagnostic files) is not implemented in jwdask")
-        raise NotImplementedError(msg)
+        return [skipped(ds, "outlier_detection", "fewer than two exposures") for ds in datasets], []
     if not p["in_memory"]:
         log.debug("outlier_detection: in_memory=False has no effect (no task holds a whole image stack)")
     snr1, snr2 = _pair(p["snr"], "snr")
@@ -94,15 +132,72 @@ def outlier_detection(datasets: Sequence[xr.Dataset], refs: Any = None, **params
                              pixmap_stepsize=float(p["pixmap_stepsize"]), pixmap_order=int(p["pixmap_order"]),
                              n_inputs=len(datasets))
     tile = (p["tile"], p["tile"]) if isinstance(p["tile"], int) else tuple(int(t) for t in p["tile"])
+    save = bool(p["save_intermediate_results"])
+    intermediates = []
     if p["resample_data"]:
-        grid, median = resampled_median(datasets, params_d, maskpt=float(p["maskpt"]),
-                                        fillval=_fill_value(p["fillval"]), tile=tile)
-        masks = [_resampled_flags(ds, k, grid, median, params_d, snr1, snr2, scale1, scale2, float(p["backg"]))
-                 for k, ds in enumerate(datasets)]
+        grid, median, groups = resampled_median(datasets, params_d, maskpt=float(p["maskpt"]),
+                                                fillval=_fill_value(p["fillval"]), tile=tile)
+        params_d = dataclasses.replace(params_d, pixel_scale_ratio=grid.pixel_scale_ratio)
+        blots = [blot_median(ds, k, grid, median, params_d) for k, ds in enumerate(datasets)]
+        masks = [_resampled_flags(ds, blot, snr1, snr2, scale1, scale2, float(p["backg"]))
+                 for ds, blot in zip(datasets, blots, strict=True)]
+        if save:
+            intermediates = _resampled_intermediates(datasets, grid, median, groups, blots, params_d, p)
     else:
         median = direct_median(datasets, params_d, maskpt=float(p["maskpt"]))
         masks = [_direct_flags(ds, median, snr1) for ds in datasets]
-    return [_apply_flags(ds, mask) for ds, mask in zip(datasets, masks, strict=True)]
+        if save:
+            first = datasets[0]
+            intermediates = [Intermediate(file_root(first), "median", "median", _image(
+                median, copy.deepcopy(dict(first.attrs.get("meta", {}))), first.attrs.get("wcs"), first))]
+    return [_apply_flags(ds, mask) for ds, mask in zip(datasets, masks, strict=True)], intermediates
+
+
+def file_root(ds: xr.Dataset) -> str:
+    """``<root>`` of the exposure's ``<root>_<suffix>.fits`` file name."""
+    name = posixpath.basename(str(keywords.get(ds.attrs.get("meta", {}), "filename", _source(ds))))
+    stem = name.rsplit(".", 1)[0] if "." in name else name
+    return "_".join(stem.split("_")[:-1]) or stem
+
+
+def _resampled_intermediates(datasets: list[xr.Dataset], grid: OutputGrid, median: da.Array,
+                             groups: list[tuple[list[int], dict[str, da.Array]]], blots: list[da.Array],
+                             params: DrizzleParams, p: Mapping[str, Any]) -> list[Intermediate]:
+    """jwst's intermediate products of resampled outlier detection (header blending off; a
+    group's image has the metadata of its first exposure with the resample keywords, NDRIZ
+    counting the groups drizzled so far and S_REGION outlining all exposures, as jwst 3.0;
+    the median has the first group image's metadata; a blot image its exposure's)."""
+    out = []
+    for n, (members, arrays) in enumerate(groups):
+        first = datasets[members[0]]
+        name = f"{file_root(first)}_outlier_i2d.fits"
+        single = i2d_product(arrays, [datasets[k] for k in members], grid,
+                             dataclasses.replace(params, n_inputs=len(members)), fillval=p["fillval"],
+                             weight_type=p["weight_type"], blendheaders=False, filename=name, footprints=datasets)
+        keywords.put(single.attrs["meta"], "resample.pointings", n + 1)
+        out.append(Intermediate(file_root(first), "outlier_i2d", "i2d", single))
+        if n == 0:
+            meta = copy.deepcopy(single.attrs["meta"])
+            out.insert(0, Intermediate(file_root(first), "median", "median",
+                                       _image(median, meta, grid.wcs, first)))
+    for ds, blot in zip(datasets, blots, strict=True):
+        out.append(Intermediate(file_root(ds), "blot", "blot",
+                                _image(blot, copy.deepcopy(dict(ds.attrs.get("meta", {}))), ds.attrs.get("wcs"), ds,
+                                       coords={k: ds.coords[k] for k in ("y", "x") if k in ds.coords})))
+    return out
+
+
+def _image(data: da.Array, meta: dict[str, Any], wcs: Any, like: xr.Dataset,
+           coords: Mapping[str, Any] | None = None) -> xr.Dataset:
+    """A one-image (``sci``) Dataset with ``like``'s SCI unit."""
+    unit = like["sci"].attrs.get("units")
+    ny, nx = data.shape
+    sci = xr.DataArray(data, dims=("y", "x"), attrs={"units": unit} if unit else {})
+    attrs: dict[str, Any] = {"meta": meta}
+    if wcs is not None:
+        attrs["wcs"] = wcs
+    return xr.Dataset({"sci": sci}, coords=dict(coords) if coords is not None else
+                      {"y": np.arange(ny), "x": np.arange(nx)}, attrs=attrs)
 
 
 # ------------------------------------------------------------------------------ parameters and input
@@ -239,16 +334,18 @@ def _tree(merge: Any, parts: list[Any], split_every: int = 8) -> Any:
 # ------------------------------------------------------------------------------ medians
 
 def resampled_median(datasets: Sequence[xr.Dataset], params: DrizzleParams, *, maskpt: float, fillval: float,
-                     tile: tuple[int, int]) -> tuple[OutputGrid, da.Array]:
-    """The default mosaic grid and the tiled nan-median [MJy/sr] of the exposure groups
-    drizzled onto it, each group masked below its weight threshold."""
+                     tile: tuple[int, int]) -> tuple[OutputGrid, da.Array,
+                                                     list[tuple[list[int], dict[str, da.Array]]]]:
+    """The default mosaic grid, the tiled nan-median [MJy/sr] of the exposure groups drizzled
+    onto it, each group masked below its weight threshold, and per group its member indices
+    and drizzled arrays (``sci`` [MJy/sr], ``wht``)."""
     shapes = [tuple(int(n) for n in ds["sci"].shape) for ds in datasets]
     metas = [ds.attrs.get("meta", {}) for ds in datasets]
     grid = output_grid([ds.attrs["wcs"] for ds in datasets], metas, shapes[0],
                        sources=[_source(ds) for ds in datasets])
     params = dataclasses.replace(params, pixel_scale_ratio=grid.pixel_scale_ratio)
     groups = [group_id(ds) for ds in datasets]
-    scis, whts, thresholds = [], [], []
+    scis, whts, thresholds, drizzled = [], [], [], []
     for gid in dict.fromkeys(groups):
         members = [k for k, g in enumerate(groups) if g == gid]
         inputs = [(_input_info(k, datasets[k]), _arrays(datasets[k]),
@@ -257,8 +354,9 @@ def resampled_median(datasets: Sequence[xr.Dataset], params: DrizzleParams, *, m
         scis.append(arrays["sci"])
         whts.append(arrays["wht"])
         thresholds.append(da.from_delayed(weight_threshold(arrays["wht"], maskpt), shape=(), dtype=np.float64))
+        drizzled.append((members, arrays))
     log.info("outlier_detection: median of %d group(s) on a %s grid", len(scis), grid.shape)
-    return grid, _median(scis, whts, thresholds)
+    return grid, _median(scis, whts, thresholds), drizzled
 
 
 def direct_median(datasets: Sequence[xr.Dataset], params: DrizzleParams, *, maskpt: float) -> da.Array:
@@ -375,13 +473,13 @@ def _blot_tile(patch: np.ndarray, wcs: Any, grid_wcs: Any, slab: tuple[int, int,
     return kern.blot(patch, local)
 
 
-def _resampled_flags(ds: xr.Dataset, index: int, grid: OutputGrid, median: da.Array, params: DrizzleParams,
-                     snr1: float, snr2: float, scale1: float, scale2: float, backg: float) -> xr.DataArray:
+def _resampled_flags(ds: xr.Dataset, blot: da.Array, snr1: float, snr2: float, scale1: float, scale2: float,
+                     backg: float) -> xr.DataArray:
     meta = ds.attrs.get("meta", {})
     level = keywords.get(meta, "background.level")
     if keywords.get(meta, "background.subtracted") is False and level is not None:
         backg = float(level)
-    blotted = xr.DataArray(blot_median(ds, index, grid, median, params), dims=("y", "x"))
+    blotted = xr.DataArray(blot, dims=("y", "x"))
     out = map_tiles(_flag_tile, [ds["sci"], ds["err"], blotted], {"mask": (("y", "x"), bool)}, like=ds["sci"],
                     depth=HALO, name=f"outlier-flags-{uuid.uuid4().hex}", snr1=snr1, snr2=snr2, scale1=scale1,
                     scale2=scale2, backg=backg)

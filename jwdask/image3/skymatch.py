@@ -27,7 +27,12 @@ from jwdask import cluster, dqflags
 from jwdask.errors import InputError, ParameterError
 from jwdask.image3.tweakreg import group_id
 from jwdask.io import keywords
-from jwdask.kernels.skymatch import SKYSTATS, SkyStatParams, exposure_sky, solve_sky_deltas
+from jwdask.kernels.skymatch import (
+    SKYSTATS,
+    SkyStatParams,
+    exposure_sky,
+    solve_sky_deltas,
+)
 from jwdask.steps import completed, skipped
 
 log = logging.getLogger(__name__)
@@ -214,15 +219,15 @@ def _intersection(a: _Exposure, b: _Exposure) -> Any:
 def _overlap_regions(items: list[_Item], datasets: Sequence[xr.Dataset]
                      ) -> dict[tuple[int, int], tuple[list[np.ndarray], float]]:
     """For every exposure m and every other item J: the pixel polygons of m's overlap with
-    J's members and the overlap area [sr] (keyed by (m, J))."""
-    out = {}
+    J's members and the overlap area [sr] (keyed by (m, J)). The sky vertices of all of an
+    exposure's overlaps go through its inverse WCS in one evaluation."""
+    out: dict[tuple[int, int], tuple[list[np.ndarray], float]] = {}
+    vertices: dict[int, list[tuple[tuple[int, int], np.ndarray, np.ndarray]]] = {}
     for jdx, other in enumerate(items):
         for item in items:
             if item is other:
                 continue
             for m in item.members:
-                wcs = datasets[m.index].attrs["wcs"]
-                polygons: list[np.ndarray] = []
                 area = 0.0
                 for n in other.members:
                     inter = _intersection(m, n)
@@ -230,12 +235,18 @@ def _overlap_regions(items: list[_Item], datasets: Sequence[xr.Dataset]
                     if part == 0.0:
                         continue
                     area += part
-                    for ra, dec in inter.to_radec():
-                        if len(ra) < 4:
-                            continue
-                        x, y = wcs.invert(np.asarray(ra), np.asarray(dec), with_bounding_box=False)
-                        polygons.append(np.column_stack([x, y]))
-                out[(m.index, jdx)] = (polygons, area)
+                    vertices.setdefault(m.index, []).extend(
+                        ((m.index, jdx), np.asarray(ra), np.asarray(dec))
+                        for ra, dec in inter.to_radec() if len(ra) >= 4)
+                out[(m.index, jdx)] = ([], area)
+    for index, polygons in vertices.items():
+        ra = np.concatenate([p[1] for p in polygons])
+        dec = np.concatenate([p[2] for p in polygons])
+        x, y = datasets[index].attrs["wcs"].invert(ra, dec, with_bounding_box=False)
+        xy = np.column_stack([x, y])
+        ends = np.cumsum([len(p[1]) for p in polygons])
+        for (key, _, _), part in zip(polygons, np.split(xy, ends[:-1]), strict=True):
+            out[key][0].append(part)
     return out
 
 

@@ -10,6 +10,7 @@ below let the Image3 step functions (lists of Datasets in, lists out) be pipelin
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import functools
 import logging
 import posixpath
@@ -20,6 +21,7 @@ import dask
 import numpy as np
 import xarray as xr
 
+from jwdask.errors import ParameterError
 from jwdask.image3 import outlier_detection as _outlier
 from jwdask.image3 import resample as _resample
 from jwdask.image3 import skymatch as _skymatch
@@ -27,7 +29,6 @@ from jwdask.image3 import source_catalog as _catalog
 from jwdask.image3 import tweakreg as _tweakreg
 from jwdask.io import keywords
 from jwdask.io.products import PendingWrite, prepare_write
-from jwdask.errors import ParameterError
 from jwdask.steps import completed, skipped
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,11 @@ class Image3Data:
     """The drizzled mosaic (i2d layout), once resample has run."""
     catalog: Any = None
     """A delayed ``(QTable or None, segmentation labels or None)`` once source_catalog has run."""
+    singles: tuple[xr.Dataset, ...] = ()
+    """With resample ``single=True``: one i2d per exposure group instead of the mosaic."""
+    intermediates: tuple[tuple[str, str, xr.Dataset], ...] = ()
+    """Extra products ``(file name, product kind, Dataset)``: outlier_detection's
+    ``save_intermediate_results`` (``_outlier_i2d``, ``_median``, ``_blot``)."""
 
     def mark_skipped(self, step: str, reason: str) -> Image3Data:
         """Every exposure (and the mosaic) with the step marked SKIPPED."""
@@ -76,19 +82,45 @@ def assign_mtwcs(data: Image3Data, refs: Any = None) -> Image3Data:
 
 tweakreg = _on_exposures(_tweakreg.tweakreg)
 skymatch = _on_exposures(_skymatch.skymatch)
-outlier_detection = _on_exposures(_outlier.outlier_detection)
+
+
+def outlier_detection(data: Image3Data, refs: Any = None, **params: Any) -> Image3Data:
+    """Flag outliers in the exposures; with ``save_intermediate_results`` also queue jwst's
+    intermediate products, named ``<root>_<asn id>_<suffix>.fits``. Parameters as
+    :data:`jwdask.image3.outlier_detection.DEFAULTS`."""
+    exposures, extras = _outlier.detect_outliers(list(data.exposures), refs, **params)
+    products = tuple((f"{x.root}_{data.asn_id}_{x.suffix}.fits", x.kind, x.dataset) for x in extras)
+    return dataclasses.replace(data, exposures=tuple(exposures), intermediates=data.intermediates + products)
 
 
 @functools.wraps(_resample.resample_mosaic)
 def resample(data: Image3Data, refs: Any = None, **params: Any) -> Image3Data:
-    """Drizzle the exposures into the mosaic (lazy, per output tile)."""
-    mosaic = _resample.resample_mosaic(list(data.exposures), refs, **params)
-    return dataclasses.replace(data, mosaic=mosaic)
+    """Drizzle the exposures into the mosaic (lazy, per output tile), or with ``single=True``
+    each exposure group into its own ``<root>_<asn id>_outlier_i2d.fits`` (no mosaic, so no
+    catalog).
+
+    The header table (HDRTAB) lists each exposure under its ``_crf`` name and writing time, as
+    jwst's Image3Pipeline does once outlier_detection has saved the exposures."""
+    named = [_as_crf(ds, data.asn_id) for ds in data.exposures]
+    if params.get("single"):
+        return dataclasses.replace(data, mosaic=None, singles=tuple(_resample.resample_single(named, refs, **params)))
+    mosaic = _resample.resample_mosaic(named, refs, **params)
+    return dataclasses.replace(data, mosaic=mosaic, singles=())
+
+
+def _as_crf(exposure: xr.Dataset, asn_id: str) -> xr.Dataset:
+    meta = {**exposure.attrs.get("meta", {}), "filename": crf_name(exposure, asn_id),
+            "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]}
+    return exposure.assign_attrs(meta=meta)
 
 
 def source_catalog(data: Image3Data, refs: Any = None, **params: Any) -> Image3Data:
     """Detect and measure sources on the mosaic when the products are computed (a delayed task
-    that receives the computed mosaic); parameters as jwst's SourceCatalogStep."""
+    that receives the computed mosaic); parameters as jwst's SourceCatalogStep. Without a
+    mosaic because resample made single-group images, nothing to do (as jwst)."""
+    if data.mosaic is None and data.singles:
+        log.info("source_catalog: resample made single-group images (single=True); no mosaic to measure")
+        return data
     if data.mosaic is None:
         msg = "source_catalog needs the mosaic: run resample first"
         raise ParameterError(msg)
@@ -112,9 +144,15 @@ def crf_name(exposure: xr.Dataset, asn_id: str) -> str:
 
 
 def prepare_products(data: Image3Data, out_dir: str) -> tuple[list[PendingWrite], list[Any]]:
-    """Pending FITS writes (crf, i2d, segm) and delayed writes (cat.ecsv) of an Image3 run."""
+    """Pending FITS writes (crf, i2d, single-group i2d, intermediate products, segm) and delayed
+    writes (cat.ecsv) of an Image3 run; each FITS file is written under a temporary name and
+    renamed into place when complete."""
     pending = [prepare_write(ds, posixpath.join(out_dir, crf_name(ds, data.asn_id)), "crf")
                for ds in data.exposures]
+    extras = {name: (kind, ds) for name, kind, ds in data.intermediates}
+    # A single-group image takes the name of outlier_detection's one (jwst overwrites it too).
+    extras.update({ds.attrs["meta"]["filename"]: ("i2d", ds) for ds in data.singles})
+    pending += [prepare_write(ds, posixpath.join(out_dir, name), kind) for name, (kind, ds) in extras.items()]
     delayed = []
     if data.mosaic is not None:
         pending.append(prepare_write(data.mosaic, posixpath.join(out_dir, f"{data.product_name}_i2d.fits"), "i2d"))

@@ -34,6 +34,7 @@ from jwdask.io.asdf_hdu import asdf_hdu, fits_array_stub
 from jwdask.io.fitsfile import disk_layout, scan
 from jwdask.io.tables import dataset_table, with_tables
 from jwdask.io.uncal import DEFAULT_TILE, detector_coords, header_meta, lazy_image
+from jwdask.tiles import as_delayed, block_delayed
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +103,15 @@ PRODUCTS: dict[str, ProductSpec] = {
         ArraySpec("VAR_RNOISE", "float32", IMAGE, optional=True),
         ArraySpec("VAR_FLAT", "float32", IMAGE, optional=True), ArraySpec("DQ", "uint32", IMAGE, optional=True)),
         ("HDRTAB",), detector_frame=False),
+    "median": ProductSpec("median", "ImageModel", (ArraySpec("SCI", "float32", IMAGE, "data"),),
+                          detector_frame=False),
+    "blot": ProductSpec("blot", "ImageModel", (
+        ArraySpec("SCI", "float32", IMAGE, "data"), ArraySpec("ERR", "float32", IMAGE, "err", optional=True))),
     "segm": ProductSpec("segm", "SegmentationMapModel", (ArraySpec("SCI", "uint32", IMAGE),),
                         detector_frame=False),
+    "combinedbackground": ProductSpec("combinedbackground", "ImageModel", (
+        ArraySpec("SCI", "float32", IMAGE, "data"), ArraySpec("ERR", "float32", IMAGE, "err"),
+        ArraySpec("DQ", "uint32", IMAGE))),
 }
 """Every product jwdask writes, keyed by its file-name suffix."""
 
@@ -111,7 +119,7 @@ PRODUCTS: dict[str, ProductSpec] = {
 def product_url(out_dir: str, meta: Mapping[str, Any], suffix: str) -> str:
     """``<out_dir>/<exposure root>_<suffix>.fits`` from the input's file name."""
     name = posixpath.basename(str(keywords.get(meta, "filename", "exposure.fits")))
-    stem = name[:-5] if name.endswith(".fits") else name
+    stem = name.removesuffix(".fits")
     root = stem.rsplit("_", 1)[0] if "_" in stem else stem
     return posixpath.join(str(out_dir).rstrip("/"), f"{root}_{suffix}.fits")
 
@@ -178,7 +186,8 @@ def prepare_write(ds: xr.Dataset, url: str, kind: str, *,
     if "file" in fs.protocol or "local" in fs.protocol:
         return _prepare_local(path, meta, spec, arrays, tables, tree)
     write = dask.delayed(_write_remote, pure=False)(
-        url, dict(storage_options or {}), meta, spec, list(arrays), list(arrays.values()), tables, tree)
+        url, dict(storage_options or {}), meta, spec, list(arrays), [as_delayed(a) for a in arrays.values()],
+        tables, tree)
     return PendingWrite(url, None, write)
 
 
@@ -289,8 +298,14 @@ def _prepare_local(path: str, meta: dict[str, Any], spec: ProductSpec, arrays: d
     except BaseException:
         os.remove(tmp)
         raise
-    stored = da.store(sources, targets, lock=False, compute=False)
-    return PendingWrite(final, tmp, dask.delayed(_commit, pure=False)(tmp, final, stored))
+    stored = da.store(sources, targets, lock=False, compute=False, optimize_graph=False)
+    if isinstance(stored, da.Array):  # one image HDU (median, segm...): the array, not a tuple
+        stored = (stored,)
+    # The block tasks by their own keys: handing dask the arrays would give each a renamed,
+    # separately optimized copy of its graph, and the products' shared upstream tasks (the
+    # ramp fit, for rate and rateints) would run once per array.
+    blocks = [d for arr in stored for d in block_delayed(arr).ravel()]
+    return PendingWrite(final, tmp, dask.delayed(_commit, pure=False)(tmp, final, blocks))
 
 
 def _commit(tmp: str, final: str, _stored: Any) -> str:

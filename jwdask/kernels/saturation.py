@@ -175,10 +175,10 @@ def _forward(sci: np.ndarray, gdq: np.ndarray, thresh: np.ndarray, n: int,
              sat: np.uint8, low_flag: np.uint8) -> None:
     """Pass 1 on one integration ``(group, y, x)``; updates ``gdq`` (a private copy) in place."""
     ever = np.logical_or.accumulate(sci >= thresh, axis=0)
-    gdq[ever] |= sat
-    gdq[sci <= 0] |= low_flag
+    np.bitwise_or(gdq, sat, out=gdq, where=ever)
+    np.bitwise_or(gdq, low_flag, out=gdq, where=sci <= 0)
     if n > 0:
-        gdq[_grow((gdq & sat) != 0, n)] |= sat
+        np.bitwise_or(gdq, sat, out=gdq, where=_grow((gdq & sat) != 0, n))
 
 
 def _backfill(sci: np.ndarray, gdq: np.ndarray, thresh: np.ndarray, no_check: np.ndarray,
@@ -191,7 +191,7 @@ def _backfill(sci: np.ndarray, gdq: np.ndarray, thresh: np.ndarray, no_check: np
         factor = np.where(no_check, 1.0, dilution)
         partial = ((sci[g] >= thresh * factor) & ((gdq[g] & (sat | dnu)) == 0)
                    & ((gdq[g + 1] & sat) != 0))
-        gdq[g][_grow(partial, n)] |= dnu
+        np.bitwise_or(gdq[g], dnu, out=gdq[g], where=_grow(partial, n))
 
 
 def _group2(sci: np.ndarray, gdq: np.ndarray, thresh: np.ndarray, bias: np.ndarray | None,
@@ -203,4 +203,4 @@ def _group2(sci: np.ndarray, gdq: np.ndarray, thresh: np.ndarray, bias: np.ndarr
     mask = expected < thresh
     mask &= (sci[1] - s0) > (thresh - s0) / len(pattern[1])
     mask &= ((gdq[2] & sat) != 0) & ((gdq[1] & sat) == 0)
-    gdq[1][mask] |= dnu
+    np.bitwise_or(gdq[1], dnu, out=gdq[1], where=mask)

@@ -47,7 +47,6 @@ from typing import Any
 import numba
 import numpy as np
 from astropy.convolution import Ring2DKernel
-from scipy import signal
 
 from jwdask import dqflags
 from jwdask.kernels.large_events import (
@@ -191,6 +190,9 @@ def _median_ratios(sci, gdq, pdq, readnoise, gain, nframes, out):
 
 def _smooth(ratio: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     """NaN-aware normalised convolution of a whole plane, as stcal computes it."""
+    # imported here: scipy.signal costs a second at import and only showers need it
+    from scipy import signal
+
     array = np.array(ratio, copy=True)
     good = np.isfinite(array)
     array[~good] = 0

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
+import yaml
 from astropy.io import fits
 from astropy.table import Table
 
@@ -15,7 +16,12 @@ from jwdask import dqflags
 from jwdask.errors import InputError, ReferenceFileError
 from jwdask.io import fitsfile, keywords
 from jwdask.io.uncal import lazy_image
-from jwdask.refs.selectors import PATTERN_KEYWORDS, SELECTORS, meta_path, pattern_keyword
+from jwdask.refs.selectors import (
+    PATTERN_KEYWORDS,
+    SELECTORS,
+    meta_path,
+    pattern_keyword,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,14 +64,46 @@ def header_of(path: str | Path) -> dict[str, Any]:
         header = fits.getheader(path, 0)
         return {k: v for k, v in header.items() if k not in ("COMMENT", "HISTORY", "")}
     if magic.startswith(b"#ASDF"):
-        import asdf
-
-        with asdf.open(path, lazy_load=True, memmap=False) as af:
-            meta = af.tree.get("meta", {})
-            values = {key: keywords.get(meta, meta_path(key)) for key in _asdf_keywords()}
+        meta = _asdf_yaml_tree(path).get("meta", {})
+        values = {key: keywords.get(meta, meta_path(key)) for key in _asdf_keywords()}
         return {k: (str(v) if k == "USEAFTER" else v) for k, v in values.items() if v is not None}
     msg = "not a FITS or ASDF file"
     raise ValueError(msg)
+
+
+class _TagBlindLoader(yaml.SafeLoader):
+    """A YAML loader that reads ASDF-tagged nodes as plain mappings, lists and scalars."""
+
+
+def _untagged(loader: yaml.SafeLoader, _suffix: str, node: yaml.Node) -> Any:
+    if isinstance(node, yaml.MappingNode):
+        return loader.construct_mapping(node, deep=True)
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node, deep=True)
+    return loader.construct_scalar(node)
+
+
+_TagBlindLoader.add_multi_constructor("", _untagged)
+
+
+def _asdf_yaml_tree(path: Path) -> dict[str, Any]:
+    """The YAML tree of an ASDF file, read as plain data (no asdf extensions loaded, which
+    takes seconds; selectors are plain strings). Binary blocks after the tree are not read."""
+    lines = []
+    with path.open("rb") as f:
+        for line in f:
+            if line.startswith(b"#"):
+                continue
+            lines.append(line)
+            if line.rstrip() == b"...":
+                break
+    text = b"".join(lines).decode("utf-8")
+    try:
+        tree = yaml.load(text, Loader=_TagBlindLoader)
+    except yaml.YAMLError as exc:
+        msg = f"unreadable ASDF tree ({exc})"
+        raise ValueError(msg) from exc
+    return tree if isinstance(tree, dict) else {}
 
 
 def _scan(reftype: str, path: str) -> fitsfile.ScannedFile:

@@ -54,7 +54,9 @@ class DrizzleParams:
     """Drizzle parameters shared by every input (jwst ResampleStep names and defaults).
 
     ``pixel_scale_ratio`` is output over input pixel scale: it sizes the non-square kernels
-    and divides the variances by its square.
+    and divides the variances by its square. ``driz_err`` drizzles ERR like SCI (jwst's
+    ``compute_err="driz_err"`` of single-group resampling) instead of deriving it from the
+    resampled variances (``enable_var``); the two exclude each other.
     """
 
     kernel: str = "square"
@@ -64,6 +66,7 @@ class DrizzleParams:
     pixel_scale_ratio: float = 1.0
     enable_ctx: bool = True
     enable_var: bool = True
+    driz_err: bool = False
     propagate_dq: bool = False
     pixmap_stepsize: float = 1.0
     pixmap_order: int = 1
@@ -85,6 +88,9 @@ class DrizzleParams:
             raise ParameterError(msg)
         if self.pixmap_stepsize > 1 and self.pixmap_order not in (1, 3):
             msg = f"resample: pixmap_order must be 1 or 3, not {self.pixmap_order}"
+            raise ParameterError(msg)
+        if self.driz_err and self.enable_var:
+            msg = "resample: ERR is either drizzled (driz_err) or computed from the variances (enable_var), not both"
             raise ParameterError(msg)
         if self.pixel_scale_ratio <= 0:
             msg = f"resample: pixel_scale_ratio must be > 0, not {self.pixel_scale_ratio}"
@@ -445,7 +451,7 @@ def drizzle_overlap(sci: np.ndarray, err: np.ndarray | None, dq: np.ndarray,
     evaluated (by :func:`exposure_map`; modified in place only when ``owned``).
     Returns the compact partial: float32 ``img``, ``wht``; ``tmeasure`` [s]; uint32 ``con``
     (planes, y, x) when ``enable_ctx``; uint32 ``dq`` when ``propagate_dq``; float32 ``V:<var>``
-    when ``enable_var`` (see :func:`partial_sums`).
+    when ``enable_var``; float32 ``E``, the drizzled ERR, when ``driz_err`` (see :func:`partial_sums`).
     """
     ty0, ty1, tx0, tx1 = overlap.tile
     ay0, ax0 = overlap.origin
@@ -460,7 +466,7 @@ def drizzle_overlap(sci: np.ndarray, err: np.ndarray | None, dq: np.ndarray,
     matched = match_nans_and_flags(sci, err if err is not None else np.zeros_like(sci), dq,
                                    variances.get("var_poisson"), variances.get("var_rnoise"),
                                    variances.get("var_flat"))
-    sci, dq = matched.sci, matched.dq
+    sci, err, dq = matched.sci, matched.err, matched.dq
     variances = {**variances, "var_poisson": matched.var_poisson, "var_rnoise": matched.var_rnoise,
                  "var_flat": matched.var_flat}
     weights = weight_map(dq, variances, info, params)
@@ -490,6 +496,10 @@ def drizzle_overlap(sci: np.ndarray, err: np.ndarray | None, dq: np.ndarray,
     if params.propagate_dq:
         out["dq"] = driz.out_dq[cut].astype(np.uint32)
     del driz
+    if params.driz_err:
+        edriz = _drizzle(err, weights, pixmap, overlap, params)
+        if edriz is not None:
+            out["E"] = edriz.out_img[cut].copy()
     if params.enable_var:
         for name in VARIANCES:
             var = variances.get(name)
@@ -507,12 +517,16 @@ def is_raw(partial: Mapping[str, Any]) -> bool:
 
 
 def partial_sums(partial: Mapping[str, Any], params: DrizzleParams) -> dict[str, np.ndarray]:
-    """The additive sums (float64 ``wd``, ``w``, ``S:*``, ``W:*``; ``con``, ``dq``) of one task's
-    compact partial (see the module docstring); sums pass through unchanged."""
+    """The additive sums (float64 ``wd``, ``w``, ``we`` (``Σ f·w·err``), ``S:*``, ``W:*``;
+    ``con``, ``dq``) of one task's compact partial (see the module docstring); sums pass
+    through unchanged."""
     if not is_raw(partial):
         return dict(partial)
     wht = partial["wht"].astype(np.float64)
     out = {"wd": np.where(wht != 0, partial["img"].astype(np.float64) * wht, 0.0), "w": wht}
+    if params.driz_err:
+        err = partial.get("E")
+        out["we"] = np.where(wht != 0, err.astype(np.float64) * wht, 0.0) if err is not None else np.zeros_like(wht)
     for key in ("con", "dq"):
         if key in partial:
             out[key] = partial[key]

@@ -71,18 +71,25 @@ def finalize(partial: Mapping[str, np.ndarray], shape: tuple[int, int], fillval:
 
     ``sci = Σfwd / Σfw`` (``fillval`` where the weight is 0), ``wht = Σfw``, ``con`` bits,
     ``var_* = S / psr² / Ω²`` (NaN where Ω = 0), ``err = sqrt(nansum(var_*))`` (NaN where all
-    are NaN). Units: SCI/ERR as the inputs' SCI (MJy/sr), VAR_* squared.
+    are NaN), or with ``driz_err`` ``err = Σfwe / Σfw / psr`` (``fillval / psr`` where the
+    weight is 0). Units: SCI/ERR as the inputs' SCI (MJy/sr), VAR_* squared.
     """
     if is_raw(partial):
         w = partial["wht"].astype(np.float64)
         wd = np.where(w != 0, partial["img"].astype(np.float64) * w, 0.0)
+        we = np.where(w != 0, partial["E"].astype(np.float64) * w, 0.0) if "E" in partial else None
     else:
-        w, wd = partial.get("w", np.zeros(shape)), partial.get("wd", np.zeros(shape))
+        w, wd, we = partial.get("w", np.zeros(shape)), partial.get("wd", np.zeros(shape)), partial.get("we")
     wht = w.astype(np.float32)
     with np.errstate(divide="ignore", invalid="ignore"):
         sci = np.where(wht != 0, wd / w, fillval).astype(np.float32)
-    del w, wd
+        if params.driz_err:
+            mean_err = np.where(wht != 0, (we if we is not None else np.zeros(shape)) / w, fillval)
+            err = (mean_err.astype(np.float32) / np.float32(params.pixel_scale_ratio)).astype(np.float32)
+    del w, wd, we
     out = {"sci": sci, "wht": wht}
+    if params.driz_err:
+        out["err"] = err
     if params.enable_ctx:
         con = partial.get("con", np.zeros((params.n_planes, *shape), dtype=np.uint32))
         out["con"] = con.view(np.int32)
@@ -247,6 +254,8 @@ def _fields(params: DrizzleParams, report_var: bool, compute_err: bool) -> dict[
         fields["con"] = (np.dtype(np.int32), 0)
     if params.propagate_dq:
         fields["dq"] = (np.dtype(np.uint32), 0)
+    if params.driz_err:
+        fields["err"] = (np.dtype(np.float32), np.nan)
     if params.enable_var:
         if compute_err:
             fields["err"] = (np.dtype(np.float32), np.nan)

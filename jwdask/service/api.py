@@ -42,6 +42,7 @@ from pydantic import BaseModel, Field
 
 from jwdask import cluster
 from jwdask.errors import JwdaskError, ParameterError
+from jwdask.service.lease import LEASE_SECONDS, ProgramBusy, new_owner
 from jwdask.service.runner import (
     STAGES,
     ProgramOptions,
@@ -90,6 +91,9 @@ class ServiceConfig:
     step_modules : tuple of str
         Module prefixes that step functions of submitted pipelines may come from (a
         pipeline names importable callables, so this bounds what a client can run).
+    lease_seconds : float
+        Lease on a running program [s]: when replicas share the store, how long after this
+        one dies another takes its programs over.
     """
 
     data_roots: list[Path]
@@ -101,6 +105,7 @@ class ServiceConfig:
     n_workers: int | None = None
     dashboard_url: str | None = None
     step_modules: tuple[str, ...] = ("jwdask.",)
+    lease_seconds: float = LEASE_SECONDS
     roots: list[Path] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -148,18 +153,27 @@ class ProgramRequest(BaseModel):
 
 
 class ProgramManager:
-    """Runs programs in background threads against one Dask client."""
+    """Runs programs in background threads against one Dask client.
 
-    def __init__(self, store: Store, client: Any, max_programs: int) -> None:
-        self.store, self.client = store, client
+    Several service replicas may share one store: each program is run by the replica that
+    claims it (a lease in the store, see :mod:`jwdask.service.lease`). A background sweep
+    every half lease starts the unfinished programs nobody holds, so the programs of a
+    replica that died are taken over once their leases expire.
+    """
+
+    def __init__(self, store: Store, client: Any, max_programs: int, *,
+                 lease_seconds: float = LEASE_SECONDS) -> None:
+        self.store, self.client, self.lease_seconds = store, client, lease_seconds
+        self.owner = new_owner()
         self.pool = ThreadPoolExecutor(max_workers=max_programs, thread_name_prefix="jwdask-program")
         self.stopping = threading.Event()
         self.futures: dict[str, ThreadFuture[str]] = {}
         self.lock = threading.Lock()
+        self.sweeper = threading.Thread(target=self._sweep, name="jwdask-sweep", daemon=True)
 
     def start(self, program_id: str) -> None:
         with self.lock:
-            if program_id in self.futures and not self.futures[program_id].done():
+            if self.stopping.is_set() or (program_id in self.futures and not self.futures[program_id].done()):
                 return
             self.futures[program_id] = self.pool.submit(self._run, program_id)
 
@@ -168,7 +182,10 @@ class ProgramManager:
         if prog is None or prog.status in FINISHED or self.stopping.is_set():
             return prog.status if prog else "missing"
         try:
-            return run_program(self.store, program_id, self.client, should_stop=self.stopping.is_set)
+            return run_program(self.store, program_id, self.client, should_stop=self.stopping.is_set,
+                               owner=self.owner, lease_seconds=self.lease_seconds, unfinished_only=True)
+        except ProgramBusy:
+            return "busy"  # another replica runs it
         except Exception as exc:
             log.exception("program %s crashed", program_id)
             self.store.update_program(program_id, status="failed", error=f"{type(exc).__name__}: {exc}")
@@ -176,14 +193,31 @@ class ProgramManager:
             return "failed"
 
     def resume_unfinished(self) -> list[str]:
-        ids = self.store.unfinished()
+        """Start the unfinished programs that no live runner holds; returns their ids."""
+        with self.lock:
+            busy = {pid for pid, f in self.futures.items() if not f.done()}
+        ids = [pid for pid in self.store.claimable() if pid not in busy]
         for pid in ids:
-            self.store.log(pid, "INFO", "service started: resuming")
+            self.store.log(pid, "INFO", f"service {self.owner}: resuming")
             self.start(pid)
         return ids
 
+    def start_sweeping(self) -> None:
+        """Resume unclaimed programs now and every half lease until shutdown."""
+        self.resume_unfinished()
+        self.sweeper.start()
+
+    def _sweep(self) -> None:
+        while not self.stopping.wait(self.lease_seconds / 2):
+            try:
+                self.resume_unfinished()
+            except Exception:
+                log.exception("looking for programs to resume failed; trying again")
+
     def shutdown(self) -> None:
         self.stopping.set()
+        if self.sweeper.is_alive():
+            self.sweeper.join()
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
@@ -217,11 +251,11 @@ def create_app(config: ServiceConfig) -> FastAPI:
         with contextlib.ExitStack() as stack:
             client = stack.enter_context(cluster.client(config.scheduler, n_workers=config.n_workers))
             app.state.client = client
-            manager = ProgramManager(store, client, config.max_programs)
+            manager = ProgramManager(store, client, config.max_programs, lease_seconds=config.lease_seconds)
             app.state.manager = manager
-            resumed = manager.resume_unfinished()
-            log.info("jwdask service up: store %r, data roots %s, %d program(s) resumed",
-                     store, [str(r) for r in config.roots], len(resumed))
+            manager.start_sweeping()
+            log.info("jwdask service %s up: store %r, data roots %s", manager.owner, store,
+                     [str(r) for r in config.roots])
             try:
                 yield
             finally:
@@ -384,7 +418,8 @@ def _quicklook_source(products: Sequence[dict[str, str]]) -> str | None:
 
 def serve(host: str, port: int, data_root: str | Path | Sequence[str | Path], scheduler: str | None,
           token: str, *, store_url: str | None = None, out_root: str | Path | None = None,
-          max_programs: int = 2, n_workers: int | None = None, dashboard_url: str | None = None) -> None:
+          max_programs: int = 2, n_workers: int | None = None, dashboard_url: str | None = None,
+          lease_seconds: float = LEASE_SECONDS) -> None:
     """``jwdask serve``: run the service until interrupted.
 
     Parameters
@@ -407,11 +442,13 @@ def serve(host: str, port: int, data_root: str | Path | Sequence[str | Path], sc
         LocalCluster workers.
     dashboard_url : str, optional
         Dask dashboard link to show instead of the scheduler's own.
+    lease_seconds : float
+        Lease on a running program [s] (replicas sharing the store).
     """
     import uvicorn
 
     roots = [Path(data_root)] if isinstance(data_root, str | Path) else [Path(r) for r in data_root]
     config = ServiceConfig(data_roots=roots, token=token, scheduler=scheduler, store_url=store_url,
                            out_root=Path(out_root) if out_root else None, max_programs=max_programs,
-                           n_workers=n_workers, dashboard_url=dashboard_url)
+                           n_workers=n_workers, dashboard_url=dashboard_url, lease_seconds=lease_seconds)
     uvicorn.run(create_app(config), host=host, port=port, log_level="info")

@@ -1,10 +1,13 @@
 """The program runner: Detector1 -> Image2 -> Image3 over a whole program, durably.
 
 A program's jobs are the nodes (exposure, ``detector1``), (exposure, ``image2``) and
-(association, ``image3``) of a dependency graph. The runner builds each job's lazy graph on
-the client as soon as its upstream jobs are done and submits it to the cluster, so jobs of
-different exposures and stages interleave on the workers. Every job's state, products and
-their SHA-256 checksums are kept in a :class:`~jwdask.service.store.Store`:
+(association, ``image3``) of a dependency graph. As soon as a job's upstream jobs are done
+the runner submits it to the cluster as one task (:func:`jwdask.service.jobs.run_job`) that
+builds the job's lazy graph on a worker and computes it there or across the cluster, so
+graph building is spread over the workers and jobs of different exposures and stages
+interleave. The runner claims the program in the store for the whole run (a lease, see
+:mod:`jwdask.service.lease`). Every job's state, products and their SHA-256 checksums are
+kept in a :class:`~jwdask.service.store.Store`:
 
 - rerunning a program skips jobs whose products still verify against their checksums (and
   whose upstream jobs did not rerun) and finishes the rest;
@@ -31,26 +34,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import dask
 import yaml
-from dask._task_spec import convert_legacy_graph
-from dask.delayed import Delayed
-from distributed import Client, Future, wait
-from distributed.comm.core import CommClosedError
-from distributed.scheduler import KilledWorker
+from distributed import Client, Event, Future, wait
 from rich.console import Console
 from rich.table import Table
 
 from jwdask import cluster
-from jwdask.errors import InputError, JwdaskError, ParameterError, ReferenceFileError
-from jwdask.io.products import PRODUCTS, PendingWrite
-from jwdask.pipeline import GRAPHS_DIR, Pipeline, resolve
+from jwdask.errors import InputError, JwdaskError, ParameterError
+from jwdask.io.products import PRODUCTS
+from jwdask.pipeline import GRAPHS_DIR, Pipeline
 from jwdask.service.associations import (
     Association,
     ProgramPlan,
     association_json,
     discover,
 )
+from jwdask.service.jobs import (
+    TRANSIENT,
+    JobTask,
+    cancel_event,
+    describe_error,
+    remove_temporaries,
+    run_job,
+)
+from jwdask.service.lease import LEASE_SECONDS, Lease, busy, new_owner
 from jwdask.service.store import (
     Job,
     JobStatus,
@@ -80,14 +87,15 @@ STAGES = (StageDef("detector1", "exposure", "uncal"), StageDef("image2", "exposu
           StageDef("image3", "association", "cal"))
 """The stages of a program, in order."""
 
-ASSOCIATION_ENTRY = "jwdask.service.runner:prepare_association"
+ASSOCIATION_ENTRY = "jwdask.commands:prepare_association"
 """Default entry point of an association stage: ``f(pipeline, asn_url, out_dir, refs, *,
-tile) -> (pending writes, delayed writes)``, the association file's members being product
-paths. A stage's pipeline YAML may name another with ``association_entry:``."""
+tile) -> PreparedWrites`` (:func:`jwdask.commands.prepare_association`), the association
+file's members being product paths. A stage's pipeline YAML may name another with
+``association_entry:``."""
 
-TRANSIENT = (KilledWorker, CommClosedError, FileNotFoundError, ConnectionError, TimeoutError)
-"""Errors of the infrastructure (a worker died, a connection dropped, a temporary file was
-lost with its worker); a job failing with one is retried."""
+LOCAL_TASKS = 2000
+"""Job graphs of at most this many tasks compute inside their job's task on one worker;
+larger ones spread their tasks over the cluster (see :mod:`jwdask.service.jobs`)."""
 
 POLL_SECONDS = 0.5
 """How often the runner checks for finished jobs and cancel requests."""
@@ -111,6 +119,8 @@ class ProgramOptions:
         Pixel tile size in y and x.
     retries : int
         Times a job lost to the infrastructure is resubmitted.
+    local_tasks : int
+        Job graphs of at most this many tasks compute on one worker, inside the job's task.
     """
 
     refs: dict[str, Any] = field(default_factory=dict)
@@ -119,6 +129,7 @@ class ProgramOptions:
     stages: list[str] = field(default_factory=lambda: [s.name for s in STAGES])
     tile: int = 512
     retries: int = 2
+    local_tasks: int = LOCAL_TASKS
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -246,16 +257,16 @@ def _stage_input(stage: StageDef, options: ProgramOptions) -> str:
 @dataclass
 class _Running:
     job: Job
-    pending: list[PendingWrite]
+    task: JobTask
     handle: Any
 
 
 class _LocalHandle:
-    """A job computed at submission with dask's in-process scheduler."""
+    """A job run at submission in this process (dask's in-process scheduler)."""
 
-    def __init__(self, delayed: Any) -> None:
+    def __init__(self, task: JobTask) -> None:
         try:
-            self.value, self.error = dask.compute(delayed)[0], None
+            self.value, self.error = run_job(task), None
         except Exception as exc:  # noqa: BLE001 - recorded on the job by the runner
             self.value, self.error = None, exc
 
@@ -272,15 +283,15 @@ class _LocalHandle:
 
 
 class _Backend:
-    """Submits job graphs to a distributed Client, or computes them in process."""
+    """Submits jobs as one task each to a distributed Client, or runs them in process."""
 
     def __init__(self, client: Client | None) -> None:
         self.client = client
 
-    def submit(self, delayed: Any) -> Future | _LocalHandle:
+    def submit(self, task: JobTask) -> Future | _LocalHandle:
         if self.client is None:
-            return _LocalHandle(delayed)
-        return self.client.compute(delayed)
+            return _LocalHandle(task)
+        return self.client.submit(run_job, task, key=f"jwdask-job-{task.key}-{task.tag}", pure=False)
 
     def wait(self, handles: Sequence[Any], timeout: float) -> None:
         futures = [h for h in handles if isinstance(h, Future)]
@@ -288,9 +299,12 @@ class _Backend:
             with contextlib.suppress(TimeoutError):
                 wait(futures, timeout=timeout, return_when="FIRST_COMPLETED")
 
-    @staticmethod
-    def cancel(handle: Any) -> None:
-        handle.cancel()
+    def cancel(self, run: _Running) -> None:
+        """Stop a running job: its task looks for the cancel event between polls (it cannot
+        be interrupted otherwise), and its future is released."""
+        if isinstance(run.handle, Future) and not run.handle.done():
+            Event(cancel_event(run.task.tag), client=self.client).set()
+        run.handle.cancel()
 
 
 class ProgramLog:
@@ -314,8 +328,12 @@ def create_program(store: Store, inputs: Sequence[str], out_dir: str, options: P
 
 
 def run_program(store: Store, program_id: str, client: Client | None = None, *,
-                should_stop: Callable[[], bool] | None = None) -> str:
+                should_stop: Callable[[], bool] | None = None, owner: str | None = None,
+                lease_seconds: float = LEASE_SECONDS, unfinished_only: bool = False) -> str:
     """Run (or resume) a recorded program to the end; returns its final status.
+
+    The program is claimed in the store for the whole run (see :mod:`jwdask.service.lease`),
+    so no other runner sharing the store runs it at the same time.
 
     Parameters
     ----------
@@ -328,29 +346,41 @@ def run_program(store: Store, program_id: str, client: Client | None = None, *,
     should_stop : callable, optional
         Polled with the store's cancel flag; returning True stops the program like a cancel
         (the service uses it at shutdown, leaving the program resumable).
+    owner : str, optional
+        This runner's id in the lease (default: a new one).
+    lease_seconds : float
+        Lease length [s]: how long the program stays held if this runner dies.
+    unfinished_only : bool
+        Do not claim (nor rerun) a program that is already finished.
+
+    Raises
+    ------
+    ProgramBusy
+        Another runner holds the program's lease.
     """
     prog = store.program(program_id)
     if prog is None:
         msg = f"no program {program_id!r} in {store!r}"
         raise ParameterError(msg)
-    plog = ProgramLog(store, program_id)
-    options = ProgramOptions.from_dict(prog.options)
-    store.update_program(program_id, status=ProgramStatus.RUNNING, error=None)
-    try:
-        plan = discover(prog.inputs)
-    except JwdaskError as exc:
-        plog(logging.ERROR, "cannot read the program's inputs: %s", exc)
-        store.update_program(program_id, status=ProgramStatus.FAILED, error=str(exc))
-        return ProgramStatus.FAILED
-    for problem in plan.problems:
-        plog(logging.WARNING, "%s", problem)
-    Path(prog.out_dir).mkdir(parents=True, exist_ok=True)
-    jobs = store.sync_jobs(program_id, plan_jobs(plan, prog.out_dir, options))
-    plog(logging.INFO, "program %s: %d exposures, %d image2 and %d image3 associations, %d jobs",
-         prog.name, len(plan.exposures), len(plan.image2), len(plan.image3), len(jobs))
-    runner = _ProgramRun(store, program_id, prog.out_dir, options, plan, jobs, _Backend(client), plog,
-                         should_stop or (lambda: False))
-    return runner.run()
+    with Lease(store, program_id, owner or new_owner(), lease_seconds, unfinished_only=unfinished_only) as lease:
+        plog = ProgramLog(store, program_id)
+        options = ProgramOptions.from_dict(prog.options)
+        store.update_program(program_id, status=ProgramStatus.RUNNING, error=None)
+        try:
+            plan = discover(prog.inputs)
+        except JwdaskError as exc:
+            plog(logging.ERROR, "cannot read the program's inputs: %s", exc)
+            store.update_program(program_id, status=ProgramStatus.FAILED, error=str(exc))
+            return ProgramStatus.FAILED
+        for problem in plan.problems:
+            plog(logging.WARNING, "%s", problem)
+        Path(prog.out_dir).mkdir(parents=True, exist_ok=True)
+        jobs = store.sync_jobs(program_id, plan_jobs(plan, prog.out_dir, options))
+        plog(logging.INFO, "program %s: %d exposures, %d image2 and %d image3 associations, %d jobs (runner %s)",
+             prog.name, len(plan.exposures), len(plan.image2), len(plan.image3), len(jobs), lease.owner)
+        runner = _ProgramRun(store, program_id, prog.out_dir, options, plan, jobs, _Backend(client), plog,
+                             should_stop or (lambda: False), lease)
+        return runner.run()
 
 
 class _ProgramRun:
@@ -358,13 +388,12 @@ class _ProgramRun:
 
     def __init__(self, store: Store, program_id: str, out_dir: str, options: ProgramOptions,
                  plan: ProgramPlan, jobs: dict[str, Job], backend: _Backend, plog: ProgramLog,
-                 should_stop: Callable[[], bool]) -> None:
+                 should_stop: Callable[[], bool], lease: Lease) -> None:
         self.store, self.program_id, self.out_dir = store, program_id, out_dir
         self.options, self.plan, self.jobs, self.backend, self.plog = options, plan, jobs, backend, plog
-        self.should_stop = should_stop
+        self.should_stop, self.lease = should_stop, lease
         self.available = stage_availability(options)
-        self.refs = options.ref_provider()
-        self.pipelines: dict[str, Pipeline] = {}
+        self.pipelines: dict[str, dict[str, Any]] = {}
         self.entries: dict[str, str] = {}
         self.running: dict[str, _Running] = {}
         self.state: dict[str, str] = {}
@@ -389,7 +418,8 @@ class _ProgramRun:
                 for key in [k for k, r in self.running.items() if r.handle.done()]:
                     self._finish(key)
         except BaseException:
-            self._abandon("interrupted")
+            if not self.lease.lost.is_set():
+                self._abandon("interrupted")
             raise
         return self._conclude()
 
@@ -422,7 +452,7 @@ class _ProgramRun:
         return True
 
     def _stop_requested(self) -> bool:
-        return self.store.cancel_requested(self.program_id) or self.should_stop()
+        return self.lease.lost.is_set() or self.store.cancel_requested(self.program_id) or self.should_stop()
 
     def _start_ready(self) -> None:
         for key in _topological(self.jobs):
@@ -447,26 +477,18 @@ class _ProgramRun:
 
     def _submit(self, job: Job, dropped: Sequence[str]) -> None:
         try:
-            pending, extra = self._prepare(job, dropped)
-        except Exception as exc:  # noqa: BLE001 - any graph-building failure fails only this job
+            task = self._task(job, dropped)
+        except Exception as exc:  # noqa: BLE001 - any failure to describe the job fails only this job
             self._fail(job, exc)
             return
-        # own keys per job: concurrent jobs (and programs) on one scheduler never share a task
-        delayed = isolate_keys(dask.delayed(_written, pure=False)(*[p.delayed for p in pending], *extra),
-                               uuid.uuid4().hex[:12])
         job.attempts += 1
         note = f"without failed upstream {', '.join(dropped)}" if dropped else None
         self.state[job.key] = JobStatus.RUNNING
         self.store.update_job(job.id, status=JobStatus.RUNNING, started=_utcnow(), attempts=job.attempts,
                               note=note)
-        self.plog(logging.INFO, "%s: submitted (%d product(s))", job.key, len(pending))
-        try:
-            handle = self.backend.submit(delayed)
-        except BaseException:
-            for p in pending:
-                p.cleanup()
-            raise
-        self.running[job.key] = _Running(job, pending, handle)
+        self.plog(logging.INFO, "%s: submitted", job.key)
+        handle = self.backend.submit(task)
+        self.running[job.key] = _Running(job, task, handle)
         if isinstance(handle, _LocalHandle):
             self._finish(job.key)
 
@@ -474,21 +496,24 @@ class _ProgramRun:
         run = self.running.pop(key)
         job = run.job
         try:
-            urls = run.handle.result()
+            products = run.handle.result()
         except Exception as exc:  # noqa: BLE001 - recorded on the job
-            for p in run.pending:
-                p.cleanup()
+            remove_temporaries(self.out_dir, self._roots(job))
             if isinstance(exc, TRANSIENT) and job.attempts <= self.options.retries:
                 self.plog(logging.WARNING, "%s: %s: %s; retrying", key, type(exc).__name__, exc)
                 self.state[key] = JobStatus.PENDING
                 return
             self._fail(job, exc)
             return
-        products = [{"url": u, "sha256": sha256(u)} for u in urls]
+        remove_temporaries(self.out_dir, self._roots(job))  # of attempts lost with their worker
         self._set(job, JobStatus.DONE, products=products)
-        self.plog(logging.INFO, "%s: done: %s", key, ", ".join(os.path.basename(u) for u in urls))
+        self.plog(logging.INFO, "%s: done: %s", key, ", ".join(os.path.basename(p["url"]) for p in products))
 
     def _stop(self) -> str:
+        if self.lease.lost.is_set():
+            self._abandon("lease lost")
+            self.plog(logging.ERROR, "lease lost to another runner; this runner stops")
+            return ProgramStatus.RUNNING
         cancelled = self.store.cancel_requested(self.program_id)
         self._abandon("cancelled" if cancelled else "stopped")
         if not cancelled:
@@ -502,17 +527,20 @@ class _ProgramRun:
         return ProgramStatus.CANCELLED
 
     def _abandon(self, why: str) -> None:
-        """Cancel running jobs' computations, remove their temporary files, and record them
-        as pending (``stopped``/``interrupted``) or cancelled."""
+        """Cancel running jobs (their tasks remove their temporary files), and record them
+        as pending (``stopped``/``interrupted``) or cancelled; with the lease lost, the
+        records belong to the new holder and are left alone."""
+        record = why != "lease lost"
         for key, run in list(self.running.items()):
             with contextlib.suppress(Exception):
-                self.backend.cancel(run.handle)
-            for p in run.pending:
-                p.cleanup()
+                self.backend.cancel(run)
             status = JobStatus.CANCELLED if why == "cancelled" else JobStatus.PENDING
-            self._set(run.job, status, note=why)
-            self.state[key] = JobStatus.CANCELLED if why == "cancelled" else JobStatus.PENDING
+            if record:
+                self._set(run.job, status, note=why)
+            self.state[key] = status
         self.running.clear()
+        if not record:
+            return
         for key, s in self.state.items():
             if s == JobStatus.RUNNING:
                 self._set(self.jobs[key], JobStatus.PENDING, note=why)
@@ -532,25 +560,28 @@ class _ProgramRun:
                   ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
         return status
 
-    # ---------------------------------------------------------------- job graphs
-    def _prepare(self, job: Job, dropped: Sequence[str]) -> tuple[list[PendingWrite], list[Delayed]]:
+    # ---------------------------------------------------------------- job tasks
+    def _task(self, job: Job, dropped: Sequence[str]) -> JobTask:
+        """What a worker needs to build and compute the job (the graph itself is built there)."""
         pipeline = self._pipeline(job.stage)
+        kind = pipeline.get("input", "")
+        fields = {"key": job.key, "kind": job.kind, "pipeline": pipeline, "entry": self.entries[job.stage],
+                  "input_kind": kind if kind in PRODUCTS or kind == "uncal" else _stage_def(job.stage).input,
+                  "out_dir": self.out_dir, "refs": self.options.refs, "tile": self.options.tile,
+                  "tag": uuid.uuid4().hex[:12], "local_tasks": self.options.local_tasks,
+                  "where": job.inputs[0] if job.inputs else job.key}
         if job.kind == "exposure":
             exp = self.plan.exposures.get(job.target)
             if job.stage == "detector1" and exp is not None and exp.error is not None:
                 raise InputError(exp.path, "PRIMARY", exp.error)
-            kind = pipeline.input if pipeline.input in PRODUCTS or pipeline.input == "uncal" \
-                else _stage_def(job.stage).input
-            return prepare_exposure(pipeline, job.inputs[0], kind, self.out_dir, self.refs,
-                                    tile=self.options.tile), []
+            return JobTask(source=job.inputs[0], **fields)
         asn = next(a for a in self.plan.image3 if f"image3:{a.product}" == job.key)
         members = self._member_paths(job, asn, dropped)
         asn_dir = Path(self.out_dir) / "associations"
         asn_dir.mkdir(exist_ok=True)
         asn_path = asn_dir / f"{asn.product}_{job.stage}_asn.json"
         asn_path.write_text(json.dumps(association_json(asn, members), indent=2) + "\n")
-        entry = resolve(self.entries[job.stage])
-        return entry(pipeline, str(asn_path), self.out_dir, self.refs, tile=self.options.tile)
+        return JobTask(source=str(asn_path), **fields)
 
     def _member_paths(self, job: Job, asn: Association, dropped: Sequence[str]) -> dict[str, str]:
         lost = {self.jobs[d].target for d in dropped}
@@ -562,26 +593,27 @@ class _ProgramRun:
             raise InputError(job.key, "members", "no member product exists")
         return paths
 
-    def _pipeline(self, stage: str) -> Pipeline:
+    def _roots(self, job: Job) -> list[str]:
+        """The file-name roots of the job's products (its exposure, or its association and
+        members)."""
+        if job.kind == "exposure":
+            return [job.target]
+        asn = next((a for a in self.plan.image3 if f"image3:{a.product}" == job.key), None)
+        return [job.target, *(asn.members if asn is not None else ())]
+
+    def _pipeline(self, stage: str) -> dict[str, Any]:
         if stage not in self.pipelines:
             spec = self.options.pipelines.get(stage) or pipeline_spec(stage)
             pipeline = Pipeline.from_dict(spec).with_params(**self.options.steps.get(stage, {}))
-            self.pipelines[stage] = pipeline
+            self.pipelines[stage] = pipeline.to_dict()
             self.entries[stage] = spec.get("association_entry", ASSOCIATION_ENTRY)
         return self.pipelines[stage]
 
     # ---------------------------------------------------------------- bookkeeping
     def _fail(self, job: Job, exc: BaseException) -> None:
-        if isinstance(exc, InputError):
-            where, reason = exc.source, f"{exc.field}: {exc.reason}" if exc.field else exc.reason
-        elif isinstance(exc, ModuleNotFoundError | ImportError) and job.kind == "association":
-            where = job.key
-            reason = (f"the {job.stage} stage has no association entry point "
-                      f"({self.entries.get(job.stage)}): {exc}")
-        else:
-            where = job.inputs[0] if job.inputs else job.key
-            label = "reference file error" if isinstance(exc, ReferenceFileError) else type(exc).__name__
-            reason = f"{label}: {exc}"
+        where, reason = describe_error(exc, key=job.key, kind=job.kind,
+                                       entry=self.entries.get(job.stage, ASSOCIATION_ENTRY),
+                                       where=job.inputs[0] if job.inputs else job.key)
         self._set(job, JobStatus.FAILED, error=reason, error_file=where)
         self.plog(logging.ERROR, "%s failed: %s: %s", job.key, where, reason)
 
@@ -593,63 +625,6 @@ class _ProgramRun:
         if status == JobStatus.SKIPPED and fields.get("note") != "not requested":
             self.plog(logging.WARNING, "%s skipped: %s", job.key, fields.get("note"))
         self.store.update_job(job.id, status=status, **fields)
-
-
-def _written(*results: str | list[str]) -> list[str]:
-    """The URLs of a job's products (the graph's final task): each write returns a URL or a
-    list of URLs."""
-    urls: list[str] = []
-    for r in results:
-        urls += [str(u) for u in r] if isinstance(r, list | tuple) else [str(r)]
-    return urls
-
-
-def prepare_exposure(pipeline: Pipeline, url: str, kind: str, out_dir: str, refs: Any, *,
-                     tile: int = 512) -> list[PendingWrite]:
-    """The pending product writes of one exposure through a per-exposure pipeline (the
-    instrument's variant of it, as ``jwdask run`` does)."""
-    from jwdask.commands import open_input
-
-    ds = open_input(url, kind, tile)
-    chosen = pipeline.for_exposure(ds.attrs.get("meta", {}))
-    final, intermediates = chosen.run_all(ds, refs)
-    return chosen.prepare(final, out_dir, intermediates=intermediates)
-
-
-def prepare_association(pipeline: Pipeline, asn_url: str, out_dir: str, refs: Any, *,
-                        tile: int = 512) -> tuple[list[PendingWrite], list[Delayed]]:
-    """The pending writes (FITS products) and delayed writes (catalogs; each returns a list
-    of URLs) of one association through an association pipeline (Image3), as ``jwdask run``
-    builds them."""
-    from jwdask.asn import load_association
-    from jwdask.commands import open_input
-    from jwdask.image3.stage import Image3Data, prepare_products
-
-    asn = load_association(asn_url)
-    science = asn.of_type("science")
-    if not science:
-        raise InputError(asn_url, "products[0].members", "no science members")
-    exposures = tuple(open_input(member, "cal", tile) for member in science)
-    final, _ = pipeline.run_all(Image3Data(exposures, asn.product_name, asn.asn_id or "a3001"), refs)
-    return prepare_products(final, out_dir)
-
-
-def isolate_keys(delayed: Delayed, tag: str) -> Delayed:
-    """The same computation with every task key suffixed by ``tag``.
-
-    Jobs run concurrently on one scheduler (several exposures, several programs); tasks of
-    two jobs must never be taken for one another even when a step names its tasks without
-    a token of its input, and cancelling one job must not cancel another's tasks.
-    """
-    graph = convert_legacy_graph(dict(delayed.__dask_graph__()))
-
-    def rename(key: Any) -> Any:
-        if isinstance(key, tuple):
-            return (f"{key[0]}-{tag}", *key[1:])
-        return f"{key}-{tag}"
-
-    subs = {k: rename(k) for k in graph}
-    return Delayed(subs[delayed.key], {subs[k]: node.substitute(subs, key=subs[k]) for k, node in graph.items()})
 
 
 def _stage_def(name: str) -> StageDef:
@@ -674,7 +649,7 @@ def program_run(inputs: Sequence[str | Path], out: str | Path, *, scheduler: str
                 steps: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
                 stages: Sequence[str] | None = None, tile: int = 512, retries: int = 2,
                 n_workers: int | None = None, memory_limit: str | int | None = "auto",
-                console: Console | None = None) -> int:
+                console: Console | None = None, local_tasks: int = LOCAL_TASKS) -> int:
     """``jwdask program run``: run or resume a whole program; returns the exit code.
 
     Parameters
@@ -701,6 +676,8 @@ def program_run(inputs: Sequence[str | Path], out: str | Path, *, scheduler: str
         Pixel tile size in y and x.
     retries : int
         Resubmissions of a job lost to a worker or connection failure.
+    local_tasks : int
+        Job graphs of at most this many tasks compute on one worker inside their job's task.
     n_workers, memory_limit
         LocalCluster workers and per-worker memory.
 
@@ -708,6 +685,11 @@ def program_run(inputs: Sequence[str | Path], out: str | Path, *, scheduler: str
     -------
     int
         0 if every job completed (or its stage is not available), 1 if any job failed.
+
+    Raises
+    ------
+    ProgramBusy
+        Another runner (a service replica, another ``program run``) is running the program.
     """
     console = console or Console(stderr=True)
     out_dir = str(Path(out).resolve())
@@ -718,22 +700,29 @@ def program_run(inputs: Sequence[str | Path], out: str | Path, *, scheduler: str
     options = ProgramOptions(refs=refs_options(refs),
                              pipelines={k: pipeline_spec(v) for k, v in (pipelines or {}).items()},
                              steps={k: {s: dict(p) for s, p in v.items()} for k, v in (steps or {}).items()},
-                             stages=list(stages or [s.name for s in STAGES]), tile=tile, retries=retries)
+                             stages=list(stages or [s.name for s in STAGES]), tile=tile, retries=retries,
+                             local_tasks=local_tasks)
     store = Store(store_url or default_url(out_dir))
     inputs = [str(Path(i).resolve()) for i in inputs]
     existing = store.program_for_out_dir(out_dir)
+    owner = new_owner()
     if existing is not None:
         program_id = existing.id
+        if not store.claim(program_id, owner, LEASE_SECONDS):
+            raise busy(store, program_id)
         store.update_program(program_id, inputs=inputs, options=options.to_dict(), cancel_requested=False)
         console.print(f"resuming program [bold]{program_id}[/] in {out_dir}")
     else:
         program_id = create_program(store, inputs, out_dir, options)
         console.print(f"program [bold]{program_id}[/] in {out_dir} (store {store.url})")
-    if isinstance(scheduler, Client):
-        status = run_program(store, program_id, scheduler)
-    else:
-        with cluster.client(scheduler, n_workers=n_workers, memory_limit=memory_limit) as c:
-            status = run_program(store, program_id, c)
+    try:
+        if isinstance(scheduler, Client):
+            status = run_program(store, program_id, scheduler, owner=owner)
+        else:
+            with cluster.client(scheduler, n_workers=n_workers, memory_limit=memory_limit) as c:
+                status = run_program(store, program_id, c, owner=owner)
+    finally:
+        store.release(program_id, owner)  # if the run never started
     print_summary(store, program_id, console)
     return 0 if status == ProgramStatus.DONE else 1
 

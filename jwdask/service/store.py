@@ -6,6 +6,12 @@ status, the products it wrote and their SHA-256 checksums (so a rerun can skip v
 products), and the file and reason of any error. Program log lines are kept too, for the
 service's log view. Any SQLAlchemy URL works, so several runners or service replicas can
 share one database (PostgreSQL, MySQL...).
+
+A runner *claims* a program before running it (:meth:`Store.claim`: an atomic conditional
+UPDATE setting ``owner`` and ``lease_until``), renews the lease while it runs and releases it
+at the end, so two runners or service replicas sharing a store never run the same program;
+a program whose runner died is taken over once its lease has expired. Lease times are UTC
+from the runners' clocks, which are assumed to agree to well within a lease.
 """
 
 from __future__ import annotations
@@ -28,9 +34,13 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    and_,
     create_engine,
     event,
+    inspect,
+    or_,
     select,
+    update,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
@@ -96,6 +106,8 @@ class Program(Base):
     status: Mapped[str] = mapped_column(String(16), default=ProgramStatus.QUEUED)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    owner: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    lease_until: Mapped[datetime.datetime | None] = mapped_column(DateTime, nullable=True)
     created: Mapped[datetime.datetime] = mapped_column(DateTime, default=_now)
     updated: Mapped[datetime.datetime] = mapped_column(DateTime, default=_now, onupdate=_now)
     jobs: Mapped[list[Job]] = relationship(back_populates="program", cascade="all, delete-orphan",
@@ -104,7 +116,9 @@ class Program(Base):
     def to_dict(self, *, jobs: bool = False) -> dict[str, Any]:
         out = {"id": self.id, "name": self.name, "out_dir": self.out_dir, "inputs": self.inputs,
                "options": self.options, "status": self.status, "cancel_requested": self.cancel_requested,
-               "error": self.error, "created": self.created.isoformat() + "Z",
+               "error": self.error, "owner": self.owner,
+               "lease_until": None if self.lease_until is None else self.lease_until.isoformat() + "Z",
+               "created": self.created.isoformat() + "Z",
                "updated": self.updated.isoformat() + "Z", "stages": stage_summary(self.jobs)}
         if jobs:
             out["jobs"] = [j.to_dict() for j in self.jobs]
@@ -201,6 +215,7 @@ class Store:
         except OperationalError:
             time.sleep(0.5)  # another process was creating the tables at the same time
             Base.metadata.create_all(self.engine)
+        _add_missing_columns(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def __repr__(self) -> str:
@@ -269,6 +284,42 @@ class Store:
                         j.status = JobStatus.CANCELLED
             return True
 
+    def claim(self, program_id: str, owner: str, seconds: float, *, unfinished_only: bool = False) -> bool:
+        """Take (or renew) the lease on a program for ``seconds`` [s]: atomically, only if
+        nobody holds it, ``owner`` holds it, or its lease has expired (and, with
+        ``unfinished_only``, only if the program is not finished). True if taken."""
+        now = _now()
+        where = and_(Program.id == program_id, or_(Program.owner.is_(None), Program.owner == owner,
+                                                   Program.lease_until.is_(None), Program.lease_until < now))
+        if unfinished_only:
+            where = and_(where, Program.status.not_in(FINISHED))
+        return self._lease_update(where, owner=owner, lease_until=now + datetime.timedelta(seconds=seconds))
+
+    def renew(self, program_id: str, owner: str, seconds: float) -> bool:
+        """Extend ``owner``'s lease by ``seconds`` [s] from now; False if it no longer holds it."""
+        return self._lease_update(and_(Program.id == program_id, Program.owner == owner),
+                                  lease_until=_now() + datetime.timedelta(seconds=seconds))
+
+    def release(self, program_id: str, owner: str) -> bool:
+        """Give up ``owner``'s lease (if it still holds it)."""
+        return self._lease_update(and_(Program.id == program_id, Program.owner == owner),
+                                  owner=None, lease_until=None)
+
+    def claimable(self) -> list[str]:
+        """Ids of unfinished programs that nobody holds or whose lease has expired (oldest
+        first): what a service replica may resume."""
+        with self.session() as s:
+            free = or_(Program.owner.is_(None), Program.lease_until.is_(None), Program.lease_until < _now())
+            return list(s.scalars(select(Program.id).where(Program.status.not_in(FINISHED), free)
+                                  .order_by(Program.created)))
+
+    def _lease_update(self, where: Any, **values: Any) -> bool:
+        """One conditional UPDATE of a program's lease columns; True if it matched a row."""
+        with self.session() as s:
+            result = s.execute(update(Program).where(where).values(**values)
+                               .execution_options(synchronize_session=False))
+            return result.rowcount == 1
+
     def cancel_requested(self, program_id: str) -> bool:
         with self.session() as s:
             return bool(s.scalar(select(Program.cancel_requested).where(Program.id == program_id)))
@@ -320,6 +371,18 @@ class Store:
                              .order_by(LogLine.id).limit(limit))
             return [{"id": r.id, "time": r.time.isoformat() + "Z", "level": r.level, "message": r.message}
                     for r in rows]
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """Add the columns of this version's tables that a store made by an older one lacks."""
+    with engine.begin() as conn:
+        for table in Base.metadata.sorted_tables:
+            have = {c["name"] for c in inspect(conn).get_columns(table.name)}
+            for column in table.columns:
+                if column.name not in have:
+                    kind = column.type.compile(dialect=engine.dialect)
+                    log.info("job store %s: adding column %s.%s", engine.url, table.name, column.name)
+                    conn.exec_driver_sql(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}')
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -265,16 +265,16 @@ def write_reference_files(out: Path, ctx: RefContext, props: DetectorProperties,
              {"EXP_TYPE": ctx.exp_type, "P_EXP_TY": f"{ctx.exp_type}|",
               "PIXAR_SR": ctx.pixar_sr, "PIXAR_A2": ctx.pixar_a2})
 
+    # Measured on the rendered, pixel-integrated PSF as source_catalog measures a star.
     pixscale = np.sqrt(ctx.pixar_a2)
     rows: list[tuple] = []
     for f in filters:
         alpha = scene.moffat_alpha(scene.PSF_FWHM[f] / pixscale)
-        skyin = float(scene.radius_for_ee(0.99, alpha))
-        for ee in EE_FRACTIONS:
-            rows.append((f, "CLEAR", ee, float(scene.radius_for_ee(ee, alpha)), 1.0 / ee, skyin, skyin + 6.0))
+        for row in scene.aperture_corrections(alpha, EE_FRACTIONS):
+            rows.append((f, "CLEAR", row.eefraction, row.radius, row.apcorr, row.skyin, row.skyout))
     apcorr = Table(rows=rows, names=("filter", "pupil", "eefraction", "radius", "apcorr", "skyin", "skyout"),
                    dtype=("S12", "S15", "f4", "f4", "f4", "f4", "f4"))
-    fits_ref("apcorr", "NrcImgApcorrModel", "Aperture corrections of the simulated Moffat PSF",
+    fits_ref("apcorr", "NrcImgApcorrModel", "Aperture corrections of the rendered pixel-integrated Moffat PSF",
              [fits.BinTableHDU(apcorr, name="APCORR")],
              {"EXP_TYPE": ctx.exp_type, "P_EXP_TY": f"{ctx.exp_type}|"})
 

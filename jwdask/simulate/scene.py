@@ -8,7 +8,9 @@ pixel area relative to ``PIXAR_SR``.
 
 Stars are Moffat PSFs (``beta`` = 2.5, FWHM per filter), integrated over pixels by 5 x 5
 sub-sampling. Galaxies are elliptical exponential discs (Sersic n = 1) convolved with the
-PSF.
+PSF. :func:`aperture_corrections` measures that rendered, pixel-integrated PSF as
+source_catalog does (exact-overlap circular apertures, annulus median background), which
+is what the simulator's APCORR reference tabulates.
 """
 
 from __future__ import annotations
@@ -18,15 +20,18 @@ from dataclasses import dataclass
 
 import numpy as np
 from astropy.table import Table
-from scipy import signal
+from photutils.aperture import CircularAnnulus
+from photutils.geometry import circular_overlap_grid
+from scipy import optimize, signal
 
 from jwdask.simulate import geometry
 from jwdask.simulate.geometry import Aperture, Pointing
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MOFFAT_BETA", "PHOTMJSR", "PSF_FWHM", "SceneSource", "encircled_energy",
-           "make_sources", "moffat_alpha", "radius_for_ee", "render", "sources_table"]
+__all__ = ["MOFFAT_BETA", "PHOTMJSR", "PSF_FWHM", "ApertureCorrection", "SceneSource",
+           "aperture_corrections", "encircled_energy", "make_sources", "moffat_alpha",
+           "radius_for_ee", "render", "sources_table"]
 
 PSF_FWHM: dict[str, float] = {
     "F070W": 0.030, "F090W": 0.034, "F115W": 0.040, "F140M": 0.048, "F150W": 0.050,
@@ -46,6 +51,14 @@ MOFFAT_BETA = 2.5
 
 AB_ZERO_JY = 3631.0
 """AB magnitude zero point [Jy]."""
+
+STAR_HALF_SIZE = 25
+"""Half size [pixels] of the stamp a star is rendered on (40 for stars above 1e6 DN/s)."""
+
+PSF_PHASES = 4
+"""Sub-pixel source positions per axis over which the rendered PSF's encircled energy is
+averaged: offsets ``(k + 0.5) / (2 PSF_PHASES)`` pixel, which by the PSF's symmetry sample the
+whole pixel evenly."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +111,84 @@ def encircled_energy(radius: np.ndarray, alpha: float, beta: float = MOFFAT_BETA
 def radius_for_ee(ee: np.ndarray, alpha: float, beta: float = MOFFAT_BETA) -> np.ndarray:
     """Radius [pixels] enclosing the fraction ``ee`` of a Moffat PSF."""
     return alpha * np.sqrt((1.0 - np.asarray(ee)) ** (1.0 / (1.0 - beta)) - 1.0)
+
+
+def _phase_stamps(alpha: float) -> list[tuple[np.ndarray, float, float]]:
+    """Unit-flux stars as :func:`render` draws them, one per sub-pixel phase: ``(stamp, x, y)``
+    with the source at 0-based stamp pixel ``(x, y)``."""
+    phases = (np.arange(PSF_PHASES) + 0.5) / (2 * PSF_PHASES)
+    k = np.arange(-STAR_HALF_SIZE, STAR_HALF_SIZE + 1)
+    return [(_moffat_stamp(k[None, :] - px, k[:, None] - py, alpha), STAR_HALF_SIZE + px, STAR_HALF_SIZE + py)
+            for py in phases for px in phases]
+
+
+def _aperture_fraction(stamp: np.ndarray, x: float, y: float, radius: float) -> float:
+    """Exact-overlap sum of ``stamp`` inside a circle of ``radius`` [pixels] centred at ``(x, y)``."""
+    ix, iy = int(np.floor(x + 0.5)), int(np.floor(y + 0.5))
+    m = int(np.ceil(radius)) + 1
+    if m > min(ix, iy, stamp.shape[1] - 1 - ix, stamp.shape[0] - 1 - iy):
+        raise ValueError(f"aperture radius {radius:.2f} px exceeds the {STAR_HALF_SIZE}-pixel PSF stamp")
+    lo_x, lo_y = ix - m - 0.5 - x, iy - m - 0.5 - y
+    overlap = circular_overlap_grid(lo_x, lo_x + 2 * m + 1, lo_y, lo_y + 2 * m + 1, 2 * m + 1, 2 * m + 1,
+                                    float(radius), 1, 1)
+    return float(np.sum(overlap * stamp[iy - m:iy + m + 1, ix - m:ix + m + 1]))
+
+
+def _mean_fraction(stamps: list[tuple[np.ndarray, float, float]], radius: float) -> float:
+    return float(np.mean([_aperture_fraction(st, x, y, radius) for st, x, y in stamps]))
+
+
+@dataclass(frozen=True)
+class ApertureCorrection:
+    """One APCORR row of the rendered PSF.
+
+    Attributes
+    ----------
+    eefraction : float
+        Encircled energy of the aperture.
+    radius : float
+        Aperture radius [pixels] enclosing ``eefraction`` of the rendered PSF.
+    apcorr : float
+        Total flux over the background-subtracted aperture flux of a star.
+    skyin, skyout : float
+        Background annulus radii [pixels].
+    """
+
+    eefraction: float
+    radius: float
+    apcorr: float
+    skyin: float
+    skyout: float
+
+
+def aperture_corrections(alpha: float, fractions: tuple[float, ...], *, sky_fraction: float = 0.99,
+                         sky_width: float = 6.0) -> list[ApertureCorrection]:
+    """Aperture radii and corrections of the rendered PSF of Moffat width ``alpha`` [pixels].
+
+    Measured numerically on unit-flux stars drawn as :func:`render` draws them, at
+    :data:`PSF_PHASES` squared sub-pixel positions, the way source_catalog measures: a radius
+    encloses ``fraction`` of the flux in an exact-overlap aperture; the background is the median
+    of the pixels whose centres lie in the annulus from the radius enclosing ``sky_fraction``
+    to ``sky_width`` pixels beyond it (the PSF wings there); ``apcorr = 1 / (EE - bkg * pi r^2)``.
+    """
+    stamps = _phase_stamps(alpha)
+
+    def solve(fraction: float) -> float:
+        hi = alpha
+        while _mean_fraction(stamps, hi) < fraction:
+            hi *= 2.0
+        return float(optimize.brentq(lambda r: _mean_fraction(stamps, r) - fraction, 1e-3, hi, xtol=1e-6))
+
+    skyin = solve(sky_fraction)
+    skyout = skyin + sky_width
+    bkg = float(np.mean([np.median(CircularAnnulus((x, y), skyin, skyout).to_mask(method="center").get_values(st))
+                         for st, x, y in stamps]))
+    rows = []
+    for fraction in fractions:
+        radius = solve(fraction)
+        flux = _mean_fraction(stamps, radius) - bkg * np.pi * radius**2
+        rows.append(ApertureCorrection(float(fraction), radius, 1.0 / flux, skyin, skyout))
+    return rows
 
 
 def _ab_flux(mag: np.ndarray) -> np.ndarray:
@@ -246,7 +337,7 @@ def render(sources: list[SceneSource], ap: Aperture, pointing: Pointing, *, filt
     for src, x, y in zip(sources, np.atleast_1d(xs), np.atleast_1d(ys)):
         rate = src.flux * dn_per_jy
         if src.kind == "star":
-            half = 40 if rate > 1e6 else 25
+            half = 40 if rate > 1e6 else STAR_HALF_SIZE
             ix, iy = int(np.round(x)), int(np.round(y))
             k = np.arange(-half, half + 1)
             stamp = _moffat_stamp(k[None, :] + ix - x, k[:, None] + iy - y, alpha)

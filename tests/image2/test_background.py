@@ -8,12 +8,20 @@ from typing import Any
 
 import numpy as np
 import pytest
+import xarray as xr
 from astropy.io import fits
 
 import jwdask
 from jwdask.errors import InputError, ParameterError
-from jwdask.image2.background import background, combined_background
+from jwdask.image2.background import (
+    COMBINED_VARS,
+    background,
+    combined_background,
+    combined_background_product,
+)
+from jwdask.io.products import open_product, product_url, write_product
 from jwdask.kernels.background import combine_backgrounds, reduce_integrations
+from jwdask.pipeline import Pipeline, Step
 from tests.conftest import write_uncal
 from tests.image2.rate_inputs import assert_close, jwst_offline, no_compute, write_rate
 
@@ -136,3 +144,82 @@ def test_comma_separated_list(tmp_path: Path, meta: dict) -> None:
     a = background(sci, None, bkg_list=f"{b1},{b2},").sci.values
     b = background(sci, None, bkg_list=[b1, b2]).sci.values
     np.testing.assert_array_equal(a, b)
+
+
+def _write_combined(out: xr.Dataset, folder: Path) -> Path:
+    product = combined_background_product(out)
+    url = product_url(str(folder), product.attrs["meta"], "combinedbackground")
+    return Path(write_product(product, url, "combinedbackground"))
+
+
+@pytest.mark.reference
+@pytest.mark.usefixtures("jwst_offline")
+@pytest.mark.parametrize("nints", [None, 3])
+def test_save_combined_background_matches_jwst(tmp_path: Path, meta: dict, nints: int | None) -> None:
+    """``save_combined_background``: the same ``<exposure>_combinedbackground.fits`` as jwst's
+    BackgroundStep writes (ImageModel with SCI, ERR, DQ), same values."""
+    datamodels = pytest.importorskip("stdatamodels.jwst.datamodels")
+    from jwst.background import BackgroundStep
+
+    sci, paths = _inputs(tmp_path, meta, nints)
+    with no_compute():
+        out = background(sci, None, bkg_list=paths, sigma=2.0, save_combined_background=True)
+    ours_dir, theirs_dir = tmp_path / "ours", tmp_path / "theirs"
+    ours_dir.mkdir()
+    theirs_dir.mkdir()
+    ours = _write_combined(out, ours_dir)
+    BackgroundStep.call(sci.attrs["source"], paths, sigma=2.0, save_combined_background=True,
+                        output_dir=str(theirs_dir))
+    theirs = theirs_dir / ours.name
+    assert ours.name == sci.attrs["source"].rsplit("/", 1)[-1].replace(
+        "_rateints.fits" if nints else "_rate.fits", "_combinedbackground.fits")
+    assert sorted(p.name for p in theirs_dir.iterdir()) == [ours.name]
+    assert sorted(p.name for p in ours_dir.iterdir()) == [ours.name]  # no temporary file left
+    with fits.open(ours) as a, fits.open(theirs) as b:
+        assert {h.name for h in a} == {h.name for h in b} == {"PRIMARY", "SCI", "ERR", "DQ", "ASDF"}
+        assert a[0].header["DATAMODL"] == b[0].header["DATAMODL"] == "ImageModel"
+    with datamodels.ImageModel(str(ours)) as a, datamodels.ImageModel(str(theirs)) as b:
+        assert_close(a.data, b.data, "combined background")
+        assert_close(a.err, b.err, "combined background error")
+        np.testing.assert_array_equal(a.dq, b.dq)
+
+
+def test_combined_background_kept_only_when_requested(tmp_path: Path, meta: dict) -> None:
+    """Default False (as jwst): no combined background variables and no product; requested,
+    the product holds combined_background()'s B, E_B, DQ_B [DN/s] on the science pixels; with
+    no backgrounds (step SKIPPED) there is none either."""
+    sci, paths = _inputs(tmp_path, meta, None)
+    plain = background(sci, None, bkg_list=paths)
+    assert combined_background_product(plain) is None
+    assert not set(COMBINED_VARS.values()) & set(plain.data_vars)
+    assert combined_background_product(background(sci, None, bkg_list=None, save_combined_background=True)) is None
+    kept = background(sci, None, bkg_list=paths, save_combined_background=True)
+    np.testing.assert_array_equal(kept.sci.values, plain.sci.values)
+    product = combined_background_product(kept)
+    expected = combined_background(sci, paths).compute()
+    for var in ("sci", "err", "dq"):
+        np.testing.assert_array_equal(product[var].values, expected[var].values)
+    assert product.sci.attrs["units"] == "DN/s"
+    back = open_product(str(_write_combined(kept, tmp_path)))
+    assert back.attrs["meta"]["model_type"] == "ImageModel"
+    np.testing.assert_array_equal(back.sci.values, expected.sci.values)
+    np.testing.assert_array_equal(back.dq.values, expected.dq.values)
+    np.testing.assert_array_equal(back["y"].values, sci["y"].values)
+
+
+def test_combined_background_as_pipeline_product(tmp_path: Path, meta: dict) -> None:
+    """Declared as a product taken after bkg_subtract (``{function, after}``), it is written
+    with the pipeline's other products, under the exposure's name."""
+    sci, paths = _inputs(tmp_path, meta, None)
+    pipeline = Pipeline(
+        "bkg", (Step("bkg_subtract", "jwdask.image2.background:background",
+                     {"bkg_list": paths, "save_combined_background": True}),),
+        input="rate", products={"combinedbackground": {
+            "function": "jwdask.image2.background:combined_background_product", "after": "bkg_subtract"}})
+    final, intermediates = pipeline.run_all(sci, None)
+    out = tmp_path / "out"
+    out.mkdir()
+    urls = pipeline.write(final, str(out), intermediates=intermediates)
+    assert [Path(u).name for u in urls] == ["jw02736001001_02101_00001_nrcb1_combinedbackground.fits"]
+    assert sorted(p.name for p in out.iterdir()) == [Path(urls[0]).name]
+    np.testing.assert_array_equal(open_product(urls[0]).sci.values, combined_background(sci, paths).sci.values)

@@ -3,6 +3,9 @@ surviving simulated cosmic rays flagged, tile kernels equal to stcal's whole-ima
 
 from __future__ import annotations
 
+import os
+import re
+
 import dask
 import numpy as np
 import pytest
@@ -12,11 +15,17 @@ from astropy.table import Table
 
 from jwdask.dqflags import DO_NOT_USE, OUTLIER
 from jwdask.errors import ParameterError
-from jwdask.image3.outlier_detection import outlier_detection, weight_threshold
-from jwdask.io.products import open_product
+from jwdask.image3 import stage
+from jwdask.image3.outlier_detection import (
+    detect_outliers,
+    outlier_detection,
+    weight_threshold,
+)
+from jwdask.io.products import compute_writes, open_product
 from jwdask.kernels import outlier_detection as kern
 from tests.image2.rate_inputs import no_compute
 from tests.image3.test_skymatch import jwst_models, offline_jwst
+from tests.resample.helpers import exposure
 
 TILE = (128, 160)
 """Exposure tiles of the inputs: several per 400x400 exposure, so the 2-pixel halo is exercised."""
@@ -153,7 +162,7 @@ def test_single_exposure_and_bad_parameters(sky_files) -> None:
     for bad in ({"snr": "5.0"}, {"kernel": "gaussian"}, {"weight_type": "ivm-sky"}, {"grow": 1}):
         with pytest.raises(ParameterError):
             outlier_detection([one, one], None, **bad)
-    with pytest.raises(NotImplementedError, match="save_intermediate_results"):
+    with pytest.raises(ParameterError, match="detect_outliers"):
         outlier_detection([one, one], None, save_intermediate_results=True)
 
 
@@ -183,3 +192,87 @@ def test_kernels_match_stcal() -> None:
     err[::7, ::5] = np.nan
     np.testing.assert_array_equal(kern.flag_resampled(sci, err, blot, 5.0, 4.0, 1.2, 0.7, 0.01),
                                   utils.flag_resampled_crs(sci, err, blot, 5.0, 4.0, 1.2, 0.7, 0.01))
+
+
+def _write_intermediates(datasets: list[xr.Dataset], out, **params) -> tuple[stage.Image3Data, list[str]]:
+    data = stage.outlier_detection(stage.Image3Data(tuple(datasets), "mosaic", "o001"), None,
+                                   save_intermediate_results=True, **params)
+    pending, delayed = stage.prepare_products(data, str(out))
+    return data, compute_writes(pending, also=delayed)
+
+
+def test_intermediate_products(tmp_path) -> None:
+    """save_intermediate_results (synthetic exposures; 0 and 1 one exposure group): jwst's
+    names and layouts, written atomically next to the crf files; the flags are those of a run
+    without them; the median is the median of the group images where all are well covered."""
+    offsets = [(0.0, 0.0), (0.0, 0.0), (7.3, 4.1), (-5.2, 9.7)]
+    datasets = [exposure(k, offset=o) for k, o in enumerate(offsets)]
+    datasets = [ds.assign_attrs(meta={**ds.attrs["meta"], "group_id": gid}) for ds, gid in zip(datasets, "aabc", strict=True)]
+    data, urls = _write_intermediates(datasets, tmp_path, tile=64)
+    roots = [ds.attrs["meta"]["filename"].removesuffix("_cal.fits") for ds in datasets]
+    names = sorted(p.name for p in tmp_path.iterdir())
+    expected = ([f"{r}_o001_{s}.fits" for r in roots for s in ("blot", "crf")]
+                + [f"{roots[k]}_o001_outlier_i2d.fits" for k in (0, 2, 3)] + [f"{roots[0]}_o001_median.fits"])
+    assert names == sorted(expected) and sorted(os.path.basename(u) for u in urls) == names
+    plain = outlier_detection(datasets, None, tile=64)
+    for ds, ours in zip(plain, data.exposures, strict=True):
+        np.testing.assert_array_equal(*dask.compute(ds["dq"].data, ours["dq"].data))
+    groups = []
+    for n, k in enumerate((0, 2, 3)):
+        with fits.open(tmp_path / f"{roots[k]}_o001_outlier_i2d.fits") as hdul:
+            assert [h.name for h in hdul] == ["PRIMARY", "SCI", "WHT", "ASDF"]
+            assert hdul[0].header["NDRIZ"] == n + 1 and hdul[0].header["S_RESAMP"] == "COMPLETE"
+            assert "S_OUTLIR" not in hdul[0].header
+            groups.append((hdul["SCI"].data, hdul["WHT"].data))
+    with fits.open(tmp_path / f"{roots[0]}_o001_median.fits") as hdul:
+        assert [h.name for h in hdul] == ["PRIMARY", "SCI", "ASDF"]
+        median = hdul["SCI"].data
+    scis = np.stack([g[0] for g in groups])
+    whts = np.stack([g[1] for g in groups])
+    full = np.all([w > 0.9 * np.median(w[w > 0]) for w in whts], axis=0)
+    assert full.sum() > 1000
+    np.testing.assert_array_equal(median[full], np.median(scis[:, full], axis=0))
+    with fits.open(tmp_path / f"{roots[2]}_o001_blot.fits") as hdul:
+        assert [h.name for h in hdul] == ["PRIMARY", "SCI", "ASDF"] and hdul["SCI"].data.shape == (90, 110)
+        assert hdul[0].header["FILENAME"] == f"{roots[2]}_o001_blot.fits"
+        assert np.isfinite(hdul["SCI"].data).mean() > 0.9
+    _, extras = detect_outliers(datasets, None, resample_data=False, save_intermediate_results=True)
+    assert [(x.root, x.suffix, x.kind) for x in extras] == [(roots[0], "median", "median")]
+
+
+def _intermediate_key(name: str) -> str:
+    """``<exposure number>:<suffix>`` of an intermediate product's file name."""
+    suffix = next(s for s in ("outlier_i2d", "median", "blot") if name.endswith(f"_{s}.fits"))
+    exposure = re.search(r"^jw\d+_\d+_(\d+)_", name).group(1)
+    return f"{exposure}:{suffix}"
+
+
+@pytest.mark.reference
+@pytest.mark.slow
+def test_intermediate_products_match_jwst(reduced, sky_files, tmp_path) -> None:
+    """The _outlier_i2d, _median and _blot products equal those jwst's OutlierDetectionStep
+    writes with save_intermediate_results (exposures 1 and 2 one group)."""
+    groups = ["g1", "g1", "g2", "g3"]
+    theirs = tmp_path / "jwst"
+    with offline_jwst(reduced.crds):
+        from jwst.outlier_detection import OutlierDetectionStep
+
+        OutlierDetectionStep.call(jwst_models(sky_files, groups), save_intermediate_results=True,
+                                  output_dir=str(theirs))
+    datasets = [open_product(str(p), tile=TILE) for p in sky_files]
+    datasets = [ds.assign_attrs(meta={**ds.attrs["meta"], "group_id": g}) for ds, g in zip(datasets, groups, strict=True)]
+    ours = tmp_path / "ours"
+    _write_intermediates(datasets, ours, tile=(240, 512))
+    jwst_files = {_intermediate_key(f.name): f for f in theirs.glob("*.fits")}
+    our_files = {_intermediate_key(f.name): f for f in ours.glob("*.fits") if not f.name.endswith("_crf.fits")}
+    assert sorted(our_files) == sorted(jwst_files) and len(our_files) == 3 + 1 + 4
+    for key, path in our_files.items():
+        with fits.open(path) as a, fits.open(jwst_files[key]) as b:
+            for name in ("SCI", "WHT"):
+                if name in b and b[name].data is not None:
+                    np.testing.assert_array_equal(np.isnan(a[name].data), np.isnan(b[name].data), err_msg=key)
+                    np.testing.assert_allclose(a[name].data, b[name].data, rtol=1e-6, atol=1e-7, equal_nan=True,
+                                               err_msg=f"{key} {name}")
+            for card in ("EXPSTART", "EFFEXPTM", "NDRIZ", "S_RESAMP", "BKGLEVEL", "PIXAR_SR", "FILTER"):
+                assert a[0].header.get(card) == pytest.approx(b[0].header.get(card)), (key, card)
+            assert a[1].header.get("S_REGION") == b[1].header.get("S_REGION"), key

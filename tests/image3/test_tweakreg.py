@@ -114,6 +114,38 @@ def test_matches_jwst(reduced, cals, aligned_abs, kind: str) -> None:
         assert (ds.attrs["wcs"].name or "") == (ref.attrs["wcs"].name or "")
 
 
+def test_absolute_pass_needs_no_group_union(reduced, cals, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The absolute pass (one group, user order) skips tweakwcs's exact spherical union of the
+    group's footprints, which it never uses: the fit is bitwise that of the exact policy."""
+    from spherical_geometry.polygon import SphericalPolygon
+
+    p = tw._parameters({"abs_refcat": str(reduced.program.refcat)})
+    refcat = tw.read_refcat(p["abs_refcat"])
+    catalogs = tw.exposure_catalogs(cals, p)
+
+    def correctors() -> list:
+        return [tw._corrector(ds, cat, tw.group_id(ds)) for ds, cat in zip(cals, catalogs, strict=True)]
+
+    unions = []
+    exact_union = SphericalPolygon.multi_union
+    monkeypatch.setattr(SphericalPolygon, "multi_union",
+                        staticmethod(lambda polygons: unions.append(len(polygons)) or exact_union(polygons)))
+    fast = correctors()
+    tw._absolute_align(fast, refcat, p)
+    assert unions == []
+    exact = correctors()
+    for c in exact:
+        c.meta["group_id"] = tw.ABS_GROUP_ID
+    tw._align(exact, refcat, enforce_user_order=True, expand_refcat=False, minobj=p["abs_minobj"],
+              fitgeometry=p["abs_fitgeometry"], nclip=p["abs_nclip"], sigma=p["abs_sigma"],
+              searchrad=p["abs_searchrad"], use2dhist=p["abs_use2dhist"], separation=p["abs_separation"],
+              tolerance=p["abs_tolerance"], xoffset=0.0, yoffset=0.0)
+    assert unions == [len(cals)]
+    y, x = np.mgrid[0:400:20, 0:400:20]
+    for a, b in zip(fast, exact, strict=True):
+        assert a.meta["fit_info"]["status"] == b.meta["fit_info"]["status"] == "SUCCESS"
+        np.testing.assert_array_equal(np.array(a.wcs(x, y)), np.array(b.wcs(x, y)))
+
 def test_single_exposure_without_refcat_is_skipped(cals) -> None:
     (out,) = tw.tweakreg(cals[:1], None)
     assert out.attrs["meta"]["cal_step"]["tweakreg"] == "SKIPPED"

@@ -11,7 +11,7 @@ import pytest
 import xarray as xr
 
 from jwdask.image2.resample import resample
-from jwdask.image3.resample import resample_mosaic
+from jwdask.image3.resample import resample_mosaic, resample_single
 
 pytestmark = pytest.mark.reference
 
@@ -81,6 +81,33 @@ def test_mosaic_matches_jwst(cal_files: list[Path], cal_datasets: list[xr.Datase
     assert meta["exposure"]["measurement_time"] == pytest.approx(exposure.measurement_time)
     assert meta["exposure"]["start_time"] == pytest.approx(exposure.start_time)
     assert meta["exposure"]["end_time"] == pytest.approx(exposure.end_time)
+
+
+def test_single_matches_jwst(cal_files: list[Path], cal_datasets: list[xr.Dataset]) -> None:
+    """single=True: one image per exposure group equal to jwst's (SCI, WHT, CON; ERR drizzled),
+    with jwst's exposure times, NDRIZ count and blended header table."""
+    lib = _jwst(cal_files, single=True)
+    outs = resample_single(cal_datasets, tile=(48, 56))
+    assert len(outs) == len(lib) == 3
+    with lib:
+        for n, (model, out) in enumerate(zip(lib, outs, strict=True)):
+            got = _values(out)
+            np.testing.assert_array_equal(got["con"], model.con)
+            for name, attr in (("sci", "data"), ("wht", "wht"), ("err", "err")):
+                a, b = np.asarray(getattr(model, attr)), got[name]
+                np.testing.assert_array_equal(np.isnan(b), np.isnan(a), err_msg=name)
+                finite = np.isfinite(a)
+                np.testing.assert_allclose(b[finite], a[finite], rtol=1e-5, atol=1e-6 * np.abs(a[finite]).max(),
+                                           err_msg=name)
+            assert not any(name.startswith("var_") for name in got)
+            meta = out.attrs["meta"]
+            assert meta["filename"] == model.meta.filename
+            assert meta["resample"]["pointings"] == model.meta.resample.pointings == n + 1
+            assert meta["wcsinfo"]["s_region"] == model.meta.wcsinfo.s_region
+            for key in ("exposure_time", "start_time", "end_time", "duration"):
+                assert meta["exposure"][key] == pytest.approx(getattr(model.meta.exposure, key)), key
+            assert list(out["hdrtab.FILENAME"].values) == list(model.hdrtab["FILENAME"])
+            lib.shelve(model, n, modify=False)
 
 
 def test_image2_matches_jwst(cal_files: list[Path], cal_datasets: list[xr.Dataset]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import warnings
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,8 @@ from drizzle.resample import Drizzle
 
 from jwdask.errors import InputError, ParameterError
 from jwdask.image2.resample import resample
-from jwdask.image3.resample import resample_mosaic
-from jwdask.io.products import write_product
+from jwdask.image3.resample import resample_mosaic, resample_single
+from jwdask.io.products import open_product, write_product
 from jwdask.kernels.flat_field import match_nans_and_flags
 from tests.resample.helpers import exposure
 
@@ -29,17 +30,20 @@ def inputs() -> list[xr.Dataset]:
 
 
 def _compute(ds: xr.Dataset) -> dict[str, np.ndarray]:
+    """The image arrays of ``ds`` (not its tables, e.g. ``hdrtab.*``), computed."""
     with dask.config.set(scheduler="sync"):
-        values = dask.compute({k: v.data for k, v in ds.data_vars.items()})[0]
+        values = dask.compute({k: v.data for k, v in ds.data_vars.items() if "." not in str(k)})[0]
     return dict(values)
 
 
 def whole_mosaic_drizzle(inputs: list[xr.Dataset], out: xr.Dataset, kernel: str, pixfrac: float, *,
                          with_dq: bool = False) -> dict[str, Any]:
-    """What jwst does: every exposure drizzled in turn onto the whole output array."""
+    """What jwst does: every exposure drizzled in turn onto the whole output array (and its
+    ERR with the same weights onto a second one: ``compute_err="driz_err"``)."""
     grid_wcs = out.attrs["wcs"]
     psr = out.attrs["meta"]["resample"]["pixel_scale_ratio"]
     driz = Drizzle(kernel=kernel, fillval="NaN", out_shape=out.sci.shape, max_ctx_id=len(inputs) - 1)
+    driz_err = Drizzle(kernel=kernel, fillval="NaN", out_shape=out.sci.shape, disable_ctx=True)
     for ds in inputs:
         sci, dq, vr = (np.asarray(ds[v].values) for v in ("sci", "dq", "var_rnoise"))
         m = match_nans_and_flags(sci, np.asarray(ds.err.values), dq, np.asarray(ds.var_poisson.values), vr,
@@ -54,10 +58,12 @@ def whole_mosaic_drizzle(inputs: list[xr.Dataset], out: xr.Dataset, kernel: str,
         level = ds.attrs["meta"]["background"]["level"]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            driz.add_image(m.sci - level, exptime=1.0, pixmap=np.dstack([px, py]), pixel_scale_ratio=psr,
-                           weight_map=weight, pixfrac=pixfrac, xmin=0, xmax=nx - 1, ymin=0, ymax=ny - 1,
-                           **({"dq": m.dq} if with_dq else {}))
-    return {"sci": driz.out_img, "wht": driz.out_wht, "con": driz.out_ctx, "dq": driz.out_dq}
+            common = {"exptime": 1.0, "pixmap": np.dstack([px, py]), "pixel_scale_ratio": psr, "weight_map": weight,
+                      "pixfrac": pixfrac, "xmin": 0, "xmax": nx - 1, "ymin": 0, "ymax": ny - 1}
+            driz.add_image(m.sci - level, **common, **({"dq": m.dq} if with_dq else {}))
+            driz_err.add_image(m.err, **common)
+    return {"sci": driz.out_img, "wht": driz.out_wht, "con": driz.out_ctx, "dq": driz.out_dq,
+            "err": driz_err.out_img / np.float32(psr)}
 
 
 def test_tiled_equals_single_tile(inputs: list[xr.Dataset]) -> None:
@@ -117,6 +123,69 @@ def test_metadata(inputs: list[xr.Dataset]) -> None:
     assert meta["photometry"]["pixelarea_arcsecsq"] == pytest.approx(0.031**2, rel=1e-3)
 
 
+def test_blended_metadata_and_hdrtab(inputs: list[xr.Dataset], tmp_path: Path) -> None:
+    """Several inputs: blended keywords (jwst's rules) and one HDRTAB row per input, written to
+    the i2d and read back; header blending off, or one input: no HDRTAB."""
+    varied = []
+    for k, ds in enumerate(inputs):
+        meta = copy.deepcopy(ds.attrs["meta"])
+        meta["instrument"] = {"detector": f"NRCB{k + 1}", "filter": "F200W"}
+        meta["exposure"]["mid_time"] = 60000.005 + k
+        meta["background"]["method"] = "match"
+        varied.append(ds.assign_attrs(meta=meta))
+    out = resample_mosaic(varied, tile=40)
+    meta = out.attrs["meta"]
+    assert meta["instrument"] == {"detector": "MULTIPLE", "filter": "F200W"}
+    assert meta["exposure"]["mid_time"] == pytest.approx(60001.005)
+    assert meta["exposure"]["start_time"] == 60000.0 and meta["exposure"]["end_time"] == 60002.01
+    assert meta["background"] == {"method": "match"}  # the output's level is unset, as jwst's
+    path = write_product(out, str(tmp_path / "blend_i2d.fits"), "i2d")
+    with fits.open(path) as hdul:
+        assert [h.name for h in hdul][-2:] == ["HDRTAB", "ASDF"]
+        table = hdul["HDRTAB"].data
+        assert list(table["FILENAME"]) == [ds.attrs["meta"]["filename"] for ds in inputs]
+        assert list(table["DETECTOR"]) == ["NRCB1", "NRCB2", "NRCB3"]
+        np.testing.assert_array_equal(table["EXPSTART"], [60000.0, 60001.0, 60002.0])
+        assert hdul[0].header["DETECTOR"] == "MULTIPLE" and hdul[0].header["EXPMID"] == pytest.approx(60001.005)
+    back = open_product(path)
+    assert list(back["hdrtab.EXPOSURE"].values) == ["00001", "00002", "00003"]
+    assert "tables" not in resample_mosaic(varied, blendheaders=False).attrs
+    assert "tables" not in resample_mosaic(varied[:1]).attrs
+
+
+def test_single_groups_equal_whole_drizzle(inputs: list[xr.Dataset]) -> None:
+    """single=True: each exposure group (here exposures 0 and 1 form one) drizzled alone onto
+    the common grid, tiled, equals drizzle on the whole grid; ERR drizzled like SCI and
+    divided by the pixel scale ratio; no VAR_*; jwst's names and NDRIZ count."""
+    grouped = [ds.assign_attrs(meta={**ds.attrs["meta"], "group_id": gid}) for ds, gid in zip(inputs, "aab", strict=True)]
+    mosaic = resample_mosaic(grouped, pixel_scale_ratio=0.8, tile=40)
+    singles = resample_single(grouped, pixel_scale_ratio=0.8, tile=(19, 26))
+    assert len(singles) == 2
+    for n, (out, members) in enumerate(zip(singles, ([0, 1], [2]), strict=True)):
+        assert out.sci.shape == mosaic.sci.shape
+        assert out.attrs["wcs"].forward_transform.crval == pytest.approx(mosaic.attrs["wcs"].forward_transform.crval)
+        got = _compute(out)
+        assert set(got) == {"sci", "wht", "con", "err"}
+        ref = whole_mosaic_drizzle([grouped[k] for k in members], out, "square", 1.0)
+        np.testing.assert_array_equal(got["con"], ref["con"])
+        finite = np.isfinite(ref["sci"])
+        np.testing.assert_array_equal(np.isfinite(got["sci"]), finite)
+        np.testing.assert_array_equal(np.isfinite(got["err"]), finite)
+        np.testing.assert_allclose(got["wht"], ref["wht"], rtol=2e-6, atol=1e-6 * ref["wht"].max())
+        for name in ("sci", "err"):
+            np.testing.assert_allclose(got[name][finite], ref[name][finite], rtol=1e-5,
+                                       atol=1e-6 * np.abs(ref[name][finite]).max(), err_msg=name)
+        meta = out.attrs["meta"]
+        first = grouped[members[0]].attrs["meta"]["filename"]
+        assert meta["filename"] == first.replace("_cal.fits", "_outlier_i2d.fits")
+        assert meta["resample"]["pointings"] == n + 1  # jwst 3.0 counts on across groups
+        assert meta["exposure"]["exposure_time"] == sum(100.0 + k for k in members[:1])  # one group
+        assert meta["wcsinfo"]["s_region"] == mosaic.attrs["meta"]["wcsinfo"]["s_region"]
+        assert len(out["hdrtab.FILENAME"]) == len(members)
+    with pytest.raises(ParameterError, match="resample_mosaic"):
+        resample_single(grouped, single=False)
+
+
 def test_image2_single_exposure(inputs: list[xr.Dataset]) -> None:
     out = resample(inputs[0], tile=50)
     got = _compute(out)
@@ -129,7 +198,7 @@ def test_image2_single_exposure(inputs: list[xr.Dataset]) -> None:
 
 def test_dq_no_err_no_ctx_written(inputs: list[xr.Dataset], tmp_path: Path) -> None:
     out = resample_mosaic(inputs, enable_err=False, enable_ctx=False, propagate_dq=True, tile=(40, 30))
-    assert set(out.data_vars) == {"sci", "wht", "dq"}
+    assert {str(v) for v in out.data_vars if "." not in str(v)} == {"sci", "wht", "dq"}
     got = _compute(out)
     ref = whole_mosaic_drizzle(inputs, out, "square", 1.0, with_dq=True)
     np.testing.assert_array_equal(got["dq"], ref["dq"])
@@ -177,7 +246,7 @@ def test_bad_inputs(inputs: list[xr.Dataset]) -> None:
         resample_mosaic(inputs, kernel="cubic")
     with pytest.raises(ParameterError, match="crpix"):
         resample_mosaic(inputs, crpix=[1.0, None])
-    with pytest.raises(NotImplementedError, match="single"):
+    with pytest.raises(ParameterError, match="resample_single"):
         resample_mosaic(inputs, single=True)
 
 
