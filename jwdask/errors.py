@@ -28,6 +28,10 @@ class InputError(JwdaskError, ValueError):
         where = f"{self.source}: {field}: " if field else f"{self.source}: "
         super().__init__(where + reason)
 
+    def __reduce__(self) -> tuple[type, tuple[str, str, str]]:
+        # raised on a Dask worker, the error travels pickled with its own arguments
+        return type(self), (self.source, self.field, self.reason)
+
 
 class ReferenceFileError(JwdaskError, LookupError):
     """No reference file, or a reference file that does not fit the exposure.
@@ -42,7 +46,11 @@ class ReferenceFileError(JwdaskError, LookupError):
 
     def __init__(self, reftype: str, message: str) -> None:
         self.reftype = reftype
+        self.message = message
         super().__init__(f"reference file '{reftype}': {message}")
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        return type(self), (self.reftype, self.message)
 
 
 class ParameterError(JwdaskError, ValueError):

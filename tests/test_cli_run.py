@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from astropy.io import fits
 
@@ -112,3 +113,18 @@ def test_full_disk_during_write_leaves_nothing(sim: Path, tmp_path: Path, capsys
     assert code == 2
     assert "No space left on device" in capsys.readouterr().err
     assert not out.exists() or not list(out.iterdir())
+
+
+def test_localcluster_threads_and_processes_give_identical_rates(sim: Path, tmp_path: Path) -> None:
+    """The default LocalCluster (thread workers) and ``--processes`` write the same rates."""
+    root = _uncal(sim)[0].name.replace("_uncal.fits", "")
+    data = {}
+    for kind in ("threads", "processes"):
+        out = tmp_path / kind
+        args = ["run", "detector1", str(_uncal(sim)[0]), "--out", str(out), "--refs-dir", str(sim / "refs"),
+                "--tile", "80", "--workers", "2"]
+        assert main([*args, "--processes"] if kind == "processes" else args) == 0
+        with fits.open(out / f"{root}_rate.fits") as hdul:
+            data[kind] = {name: hdul[name].data.copy() for name in ("SCI", "ERR", "DQ")}
+    for name in ("SCI", "ERR", "DQ"):
+        np.testing.assert_array_equal(data["threads"][name], data["processes"][name])
