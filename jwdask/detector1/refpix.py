@@ -6,12 +6,17 @@ use one mean of their reference pixels. Amplifier mode (full frames, 4-output su
 only the 4-pixel border strips of each plane: one small task per integration measures, then the
 corrections are subtracted tile by tile. Single-output subarrays (small) use whole planes, one
 task per group block.
+With ``refpix_algorithm="sirs"``, near-IR full frames whose ``sirskernel`` reference has
+their detector replace the side running median by the SIRS convolution
+(:mod:`jwdask.kernels.refpix_sirs`), measured on the same border strips; otherwise, as jwst,
+the running median is used.
 MIRI exposures go to :func:`jwdask.detector1.refpix_miri.refpix_miri`.
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import Any
 
 import dask
@@ -21,17 +26,26 @@ import xarray as xr
 from dask.base import tokenize
 
 from jwdask.detector1._ramp import require_ramp
-from jwdask.errors import ParameterError
-from jwdask.tiles import as_delayed
+from jwdask.errors import ParameterError, ReferenceFileError
 from jwdask.io import keywords
 from jwdask.kernels.refpix import (
+    DETECTOR_SIZE,
     NirCorrections,
     apply_nir,
     correct_nir,
     measure_nir,
     reads_border_only,
 )
+from jwdask.kernels.refpix_sirs import (
+    AMPLIFIERS,
+    SirsKernels,
+    kernel_coefficients,
+    make_sirs_kernels,
+)
 from jwdask.steps import completed, skipped
+from jwdask.tiles import as_delayed
+
+log = logging.getLogger(__name__)
 
 BLOCK_BYTES = 128 * 2**20
 """Largest refpix block [bytes] of single-output subarrays: whole planes, as many groups as fit."""
@@ -60,9 +74,14 @@ def refpix(ds: xr.Dataset, refs: Any, *, odd_even_columns: bool = True, use_side
     odd_even_rows, ovr_corr_mitigation_ftr, preserve_irs2_refpix, irs2_mean_subtraction : Any
         NIRSpec IRS2 parameters (MIRI: ``odd_even_rows``).
     refpix_algorithm : {"median", "sirs"}
-        Side-pixel algorithm of full frames; "sirs" is not implemented.
-    sigreject, gaussmooth, halfwidth : Any
-        SIRS parameters.
+        Side-pixel algorithm of near-IR full frames: running median, or the SIRS convolution
+        with the ``sirskernel`` reference (running median when it is N/A or lacks the detector).
+    sigreject : float
+        SIRS outlier rejection limit [robust standard deviations].
+    gaussmooth : float
+        Width [rows] of the Gaussian low-pass applied to the SIRS kernels.
+    halfwidth : int
+        Half-width [rows] of the SIRS kernels.
     siglimit : float
         Sigma-clipping limit [standard deviations] of the reference means.
     """
@@ -78,9 +97,6 @@ def refpix(ds: xr.Dataset, refs: Any, *, odd_even_columns: bool = True, use_side
     if refpix_algorithm not in ("median", "sirs"):
         msg = f"refpix: refpix_algorithm must be 'median' or 'sirs', got {refpix_algorithm!r}"
         raise ParameterError(msg)
-    if refpix_algorithm == "sirs":
-        msg = "refpix: the SIRS side-pixel algorithm is not implemented in jwdask; use 'median'"
-        raise NotImplementedError(msg)
     if side_smoothing_length < 2:
         msg = f"refpix: side_smoothing_length must be >= 2 rows, got {side_smoothing_length}"
         raise ParameterError(msg)
@@ -95,6 +111,10 @@ def refpix(ds: xr.Dataset, refs: Any, *, odd_even_columns: bool = True, use_side
         "odd_even_columns": odd_even_columns, "use_side_ref_pixels": use_side_ref_pixels,
         "side_smoothing_length": side_smoothing_length, "side_gain": side_gain, "siglimit": siglimit,
     }
+    if refpix_algorithm == "sirs" and use_side_ref_pixels:
+        kernels = _sirs_kernels(ds, refs, gaussmooth=gaussmooth, halfwidth=halfwidth)
+        if kernels is not None:
+            settings.update(refpix_algorithm="sirs", sirs_kernels=kernels, sigreject=float(sigreject))
     if settings["fastaxis"] == 0 or settings["slowaxis"] == 0:
         msg = "refpix: FASTAXIS/SLOWAXIS keywords are missing"
         raise ParameterError(msg)
@@ -122,8 +142,10 @@ def _border_corrected(sci: da.Array, pixeldq: da.Array, settings: dict[str, Any]
     nints, ngroups, ny, nx = sci.shape
     strips = (sci[:, :, :BORDER, :], sci[:, :, ny - BORDER:, :], sci[:, :, :, :BORDER], sci[:, :, :, nx - BORDER:])
     along_x = abs(settings["fastaxis"]) == 1
+    sirs = settings.get("refpix_algorithm") == "sirs"
     column_shape = (1, ngroups, 1, nx) if along_x else (1, ngroups, ny, 1)
-    row_shape = (1, ngroups, ny, 1) if along_x else (1, ngroups, 1, nx)
+    amps = AMPLIFIERS if sirs else 1
+    row_shape = (1, ngroups, ny, amps) if along_x else (1, ngroups, amps, nx)
     side = settings["use_side_ref_pixels"]
     parts: list[list[da.Array]] = [[], [], []]
     for i in range(nints):
@@ -137,10 +159,52 @@ def _border_corrected(sci: da.Array, pixeldq: da.Array, settings: dict[str, Any]
     columns, rows, float32 = (da.concatenate(part, axis=0) for part in parts)
     columns = columns.rechunk((-1, -1, *((tiles[0], 1) if not along_x else (1, tiles[1]))))
     arrays = [columns, float32.rechunk(-1)]
-    if side:
+    if side and sirs:
+        arrays.append(_amplifier_rows(rows, (ny, nx), along_x).rechunk(sci.chunks))
+    elif side:
         arrays.append(rows.rechunk((-1, -1, *((tiles[0], 1) if along_x else (1, tiles[1])))))
     return da.map_blocks(_apply_tile, sci, *arrays, dtype=np.float32,
                          name=f"refpix-{tokenize(sci.name, [a.name for a in arrays])}")
+
+
+def _amplifier_rows(rows: da.Array, shape: tuple[int, int], along_x: bool) -> da.Array:
+    """SIRS corrections per row and amplifier repeated over each amplifier's pixels (lazily,
+    one amplifier-wide block at a time)."""
+    axis = 3 if along_x else 2
+    width = shape[axis - 2] // AMPLIFIERS
+    return da.repeat(rows.rechunk({axis: 1}), width, axis=axis)
+
+
+def _sirs_kernels(ds: xr.Dataset, refs: Any, *, gaussmooth: float, halfwidth: int) -> SirsKernels | None:
+    """The detector's SIRS kernels when jwst would use them (near-IR full frame, a
+    ``sirskernel`` reference holding the detector); None means the running median."""
+    meta = ds.attrs.get("meta", {})
+    if "FULL" not in str(keywords.get(meta, "subarray.name", "")):
+        log.info("refpix: SIRS is not applied to subarray data; using the running median")
+        return None
+    if (ds.sizes["y"], ds.sizes["x"]) != (DETECTOR_SIZE, DETECTOR_SIZE):
+        msg = (f"refpix: SIRS on a {ds.sizes['y']} x {ds.sizes['x']} window named FULL is not implemented "
+               "in jwdask (full frames are 2048 x 2048)")
+        raise NotImplementedError(msg)
+    if refs is None:
+        raise ReferenceFileError("sirskernel", "refpix_algorithm='sirs' needs a reference provider")
+    if refs.path("sirskernel", meta) is None:
+        log.warning("refpix: no sirskernel reference (N/A); using the running median for the side pixels")
+        return None
+    detector = str(keywords.get(meta, "instrument.detector", ""))
+    coefficients = kernel_coefficients(refs.open_asdf("sirskernel", meta), detector)
+    if coefficients is None:
+        log.info("refpix: sirskernel has no coefficients for %s; using the running median", detector)
+        return None
+    gamma, zeta = coefficients
+    if gamma.ndim != 2 or gamma.shape != zeta.shape or gamma.shape[1] < 2:
+        msg = (f"{refs.path('sirskernel', meta)}: {detector}.gamma {gamma.shape} and .zeta {zeta.shape} must be "
+               "(amplifiers, n + 1) arrays of the same shape")
+        raise ReferenceFileError("sirskernel", msg)
+    try:
+        return make_sirs_kernels(gamma, zeta, gaussmooth=float(gaussmooth), halfwidth=int(halfwidth))
+    except ValueError as exc:
+        raise ParameterError(f"refpix: {exc}") from exc
 
 
 def _measure_border(top: np.ndarray, bottom: np.ndarray, left: np.ndarray, right: np.ndarray, pixeldq: np.ndarray,

@@ -30,8 +30,11 @@ pixels: in amplifier mode only the 4-pixel border strips of the window) followed
 (y, x) tile given the corrections of its pixels: the Detector1 step measures on the border
 strips and subtracts tile by tile, never holding whole planes.
 
-IRS2 readouts, the SIRS side-pixel algorithm, MIRI and multistripe subarrays are not
-implemented.
+With ``refpix_algorithm="sirs"`` (full frames) the side running median is replaced by the
+SIRS convolution of :mod:`jwdask.kernels.refpix_sirs`, whose correction varies per detector row
+and amplifier (:attr:`NirCorrections.per_amplifier`; :func:`expand_amplifiers`).
+
+IRS2 readouts, MIRI and multistripe subarrays are not implemented.
 """
 
 from __future__ import annotations
@@ -42,9 +45,10 @@ import numpy as np
 from numba import njit
 
 from jwdask import dqflags
+from jwdask.kernels.refpix_sirs import AMPLIFIERS, SirsKernels, sirs_template
 
 __all__ = ["DETECTOR_SIZE", "NRS_EDGELESS_SUBARRAYS", "REQUIRED_TILE", "NirCorrections", "RefpixResult", "apply_nir",
-           "correct_nir", "measure_nir", "reads_border_only"]
+           "correct_nir", "expand_amplifiers", "measure_nir", "reads_border_only"]
 
 DETECTOR_SIZE = 2048
 """Near-IR detector rows and columns."""
@@ -215,13 +219,16 @@ def _geometry(dq: np.ndarray, r0: int, c0: int, amp_mode: bool, odd_even: bool) 
 
 
 def _plane_corrections(plane: np.ndarray, geo: _Geometry, r0: int, work: type, *, side: bool,
-                       smoothing: int, side_gain: float, siglimit: float) -> tuple[np.ndarray, np.ndarray | None]:
+                       smoothing: int, side_gain: float, siglimit: float, sirs: SirsKernels | None,
+                       sigreject: float) -> tuple[np.ndarray, np.ndarray | None]:
     """The corrections of one detector-oriented plane, computed in precision ``work``.
 
     Returns ``(columns, rows)``: float64 values [DN] to subtract from every detector column
     (the result rounded to ``work``), then from every detector row (in float64; None without
-    side pixels). Only reference pixels of ``plane`` are read. Rounding float32 differences
-    through float64 is exact, so :func:`_apply_plane` reproduces jwst's in-place updates.
+    side pixels; with ``sirs``, ``(rows, 4)`` per detector row and amplifier, without
+    ``side_gain`` as in jwst). Only reference pixels of ``plane`` are read. Rounding float32
+    differences through float64 is exact, so :func:`_apply_plane` reproduces jwst's in-place
+    updates.
     """
     columns = np.zeros(plane.shape[1], np.float64)
     if not geo.amp_mode:
@@ -240,9 +247,12 @@ def _plane_corrections(plane: np.ndarray, geo: _Geometry, r0: int, work: type, *
                 columns[cols] = value
     if not side:
         return columns, None
+    strips = [np.ascontiguousarray((plane[:, cols].astype(np.float64) - columns[cols]).astype(work))
+              for cols, _ in geo.sides]
+    if sirs is not None:
+        return columns, sirs_template(*strips, sirs, sigreject=sigreject)
     medians = []
-    for cols, dq in geo.sides:
-        block = np.ascontiguousarray((plane[:, cols].astype(np.float64) - columns[cols]).astype(work))
+    for block, (_, dq) in zip(strips, geo.sides, strict=True):
         medians.append(_running_median(block, dq, r0, DETECTOR_SIZE, -(smoothing // 2), smoothing,
                                        dqflags.DO_NOT_USE, work(0.5)))
     left, right = medians
@@ -277,6 +287,8 @@ def correct_nir(
     side_gain: float = 1.0,
     siglimit: float = 3.0,
     refpix_algorithm: str = "median",
+    sirs_kernels: SirsKernels | None = None,
+    sigreject: float = 4.0,
     zeroframe: np.ndarray | None = None,
     starts_exposure: bool = True,
 ) -> RefpixResult:
@@ -308,11 +320,15 @@ def correct_nir(
         (>= 2). **[quirk]** jwst documents that an even ``L`` is made odd, but only its
         mirror padding is: the window keeps ``L`` rows and is off-centre by one.
     side_gain : float
-        Factor applied to the side reference signal.
+        Factor applied to the side reference signal of the running median (not to SIRS).
     siglimit : float
         Sigma-clipping limit [standard deviations] of the reference means.
-    refpix_algorithm : {"median"}
-        "sirs" raises NotImplementedError.
+    refpix_algorithm : {"median", "sirs"}
+        Side-pixel algorithm; "sirs" (full frames only) needs ``sirs_kernels``.
+    sirs_kernels : SirsKernels, optional
+        The detector's SIRS kernels (:func:`jwdask.kernels.refpix_sirs.make_sirs_kernels`).
+    sigreject : float
+        SIRS outlier rejection limit [robust standard deviations].
     zeroframe : ndarray, optional
         float32 ``(integration, y, x)`` [DN]; zeros stay 0.
     starts_exposure : bool
@@ -327,10 +343,11 @@ def correct_nir(
     Raises
     ------
     NotImplementedError
-        For ``refpix_algorithm="sirs"`` and for windows wider than the detector (IRS2).
+        For windows wider than the detector (IRS2), and "sirs" on a subarray.
     ValueError
         If a subarray window does not fit on the detector (jwst skips the step then), for bad
-        axis keywords, or for ``side_smoothing_length < 2`` where side pixels are used.
+        axis keywords, for ``side_smoothing_length < 2`` where side pixels are used, or for
+        "sirs" without kernels.
 
     Examples
     --------
@@ -344,7 +361,7 @@ def correct_nir(
                               subarray=subarray, odd_even_columns=odd_even_columns,
                               use_side_ref_pixels=use_side_ref_pixels, side_smoothing_length=side_smoothing_length,
                               side_gain=side_gain, siglimit=siglimit, refpix_algorithm=refpix_algorithm,
-                              starts_exposure=starts_exposure)
+                              sirs_kernels=sirs_kernels, sigreject=sigreject, starts_exposure=starts_exposure)
     out_sci = apply_nir(sci, corrections)
     out_zero = None
     if zeroframe is not None:
@@ -353,7 +370,8 @@ def correct_nir(
                                 noutputs=noutputs, subarray=subarray, odd_even_columns=odd_even_columns,
                                 use_side_ref_pixels=use_side_ref_pixels,
                                 side_smoothing_length=side_smoothing_length, side_gain=side_gain,
-                                siglimit=siglimit, refpix_algorithm=refpix_algorithm, starts_exposure=False)
+                                siglimit=siglimit, refpix_algorithm=refpix_algorithm, sirs_kernels=sirs_kernels,
+                                sigreject=sigreject, starts_exposure=False)
         corrected = apply_nir(planes, zero_corr)[:, 0]
         out_zero = np.where(zeroframe == 0.0, np.float32(0), corrected).astype(np.float32)
     return RefpixResult(sci=out_sci, zeroframe=out_zero)
@@ -367,9 +385,13 @@ class NirCorrections(NamedTuple):
     means); the difference is rounded to the plane's working precision."""
     rows: np.ndarray | None
     """float64 ``(..., y, 1)`` or ``(..., 1, x)`` [DN]: per detector row (side reference signal
-    times ``side_gain``), subtracted after ``columns``; None without side pixels."""
+    times ``side_gain``), subtracted after ``columns``; None without side pixels. With
+    ``per_amplifier`` (SIRS) ``(..., y, 4)`` or ``(..., 4, x)``: per detector row and amplifier."""
     float32: np.ndarray
     """bool ``(...)``: planes worked in float32 (jwst's precision quirk); float64 otherwise."""
+    per_amplifier: bool = False
+    """Whether ``rows`` holds one value per amplifier along the detector columns (full frames):
+    :func:`apply_nir` expands it, a tile needs :func:`expand_amplifiers` sliced like itself."""
 
 
 def reads_border_only(shape: tuple[int, int], noutputs: int) -> bool:
@@ -395,6 +417,8 @@ def measure_nir(
     side_gain: float = 1.0,
     siglimit: float = 3.0,
     refpix_algorithm: str = "median",
+    sirs_kernels: SirsKernels | None = None,
+    sigreject: float = 4.0,
     starts_exposure: bool = True,
 ) -> NirCorrections:
     """The corrections of :func:`correct_nir` (same parameters) without applying them.
@@ -403,10 +427,7 @@ def measure_nir(
     hold just their 4-pixel border strips (anything elsewhere). Apply with :func:`apply_nir`
     to the whole window, or tile by tile with the corrections sliced like the tile.
     """
-    if refpix_algorithm == "sirs":
-        msg = "refpix_algorithm='sirs' (SIRS side-pixel convolution) is not implemented in jwdask"
-        raise NotImplementedError(msg)
-    if refpix_algorithm != "median":
+    if refpix_algorithm not in ("median", "sirs"):
         msg = f"refpix_algorithm must be 'median' or 'sirs', got {refpix_algorithm!r}"
         raise ValueError(msg)
     if sorted((abs(fastaxis), abs(slowaxis))) != [1, 2]:
@@ -427,6 +448,13 @@ def measure_nir(
         dq[:, nx - _BORDER:] |= dqflags.REFERENCE_PIXEL
     amp_mode = not is_subarray or noutputs == 4
     side = amp_mode and use_side_ref_pixels
+    sirs = sirs_kernels if side and refpix_algorithm == "sirs" else None
+    if refpix_algorithm == "sirs" and is_subarray:
+        msg = "refpix_algorithm='sirs' is only defined for full frames (jwst uses the running median on subarrays)"
+        raise NotImplementedError(msg)
+    if refpix_algorithm == "sirs" and sirs_kernels is None:
+        msg = "refpix_algorithm='sirs' needs the detector's sirs_kernels"
+        raise ValueError(msg)
     if side and side_smoothing_length < 2:
         msg = f"side_smoothing_length must be >= 2 rows (jwst fails below), got {side_smoothing_length}"
         raise ValueError(msg)
@@ -434,30 +462,40 @@ def measure_nir(
     geo = _geometry(np.ascontiguousarray(_to_detector(dq, fastaxis, slowaxis)), r0, c0, amp_mode,
                     odd_even_columns)
     options = {"side": side, "smoothing": int(side_smoothing_length), "side_gain": float(side_gain),
-               "siglimit": float(siglimit)}
+               "siglimit": float(siglimit), "sirs": sirs, "sigreject": float(sigreject)}
     lead = sci.shape[:-2]
     float32 = np.full(lead, not side)
     if side and starts_exposure and float32.size:
         float32[(0,) * len(lead)] = True
     det_rows, det_cols = _to_detector(dq, fastaxis, slowaxis).shape
     columns = np.empty((*lead, det_cols), np.float64)
-    rows = np.empty((*lead, det_rows), np.float64) if side else None
+    rows = np.empty((*lead, det_rows, AMPLIFIERS) if sirs else (*lead, det_rows, 1), np.float64) if side else None
     for index in np.ndindex(lead):
         work = np.float32 if float32[index] else np.float64
         columns[index], plane_rows = _plane_corrections(_to_detector(sci[index], fastaxis, slowaxis), geo, r0, work,
                                                         **options)
         if rows is not None:
-            rows[index] = plane_rows
+            rows[index] = plane_rows.reshape(rows[index].shape)
     return NirCorrections(
         columns=_to_dms(columns[..., np.newaxis, :], fastaxis, slowaxis),
-        rows=None if rows is None else _to_dms(rows[..., np.newaxis], fastaxis, slowaxis),
-        float32=float32)
+        rows=None if rows is None else _to_dms(rows, fastaxis, slowaxis),
+        float32=float32, per_amplifier=sirs is not None)
+
+
+def expand_amplifiers(rows: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Per-amplifier ``rows`` of :class:`NirCorrections` (``(..., y, 4)`` or ``(..., 4, x)``)
+    repeated over each amplifier's pixels of a full frame of ``shape`` (y, x)."""
+    axis = -1 if rows.shape[-2] == shape[0] else -2
+    return np.repeat(rows, shape[axis] // AMPLIFIERS, axis=axis)
 
 
 def apply_nir(sci: np.ndarray, corrections: NirCorrections) -> np.ndarray:
     """float32 ``sci`` (``(..., y, x)`` [DN]) minus :func:`measure_nir` corrections that
     broadcast against it (sliced to the same pixels for a tile)."""
     out = np.empty(sci.shape, np.float32)
+    if corrections.per_amplifier and corrections.rows is not None:
+        corrections = corrections._replace(rows=expand_amplifiers(corrections.rows, sci.shape[-2:]),
+                                           per_amplifier=False)
     for index in np.ndindex(sci.shape[:-2]):
         work = np.float32 if corrections.float32[index] else np.float64
         out[index] = _apply_plane(sci[index], corrections.columns[index],
