@@ -2,14 +2,17 @@
 
 The simulator's ``full`` preset (two dithered 2048 x 2048 NIRCam exposures) is turned into
 rate files once with jwdask's Detector1 (kept in ``--workdir`` for later runs). Then, each
-in its own subprocess tree with one thread per process: ``jwdask.commands.run_pipeline(
+in its own subprocess tree with one thread per worker: ``jwdask.commands.run_pipeline(
 Pipeline.load("image2"))`` on a 2-worker LocalCluster (run twice: cold, then on the same warm
-workers) and jwst's ``Image2Pipeline`` with the simulator's reference files
-(``tests/official.py``), both writing the ``_cal`` and ``_i2d`` products of both exposures.
-Reports wall and CPU time (CPU of the whole process tree; steadier on a shared machine), the
-peak RSS of each process tree (jwdask: the client/scheduler process's peak plus each worker's;
-also the summed RSS of the tree sampled with psutil every 0.1 s), the jwdask task durations
-by kind, and whether the ``_cal`` products agree (DQ, NaN pattern, SCI within rtol 1e-5).
+workers), once with thread workers in one process (``cluster.client(processes=False)``, the
+``jwdask run`` default) and once with worker processes, and jwst's ``Image2Pipeline`` with
+the simulator's reference files (``tests/official.py``), all writing the ``_cal`` and ``_i2d``
+products of both exposures. Reports wall and CPU time (CPU of the whole process tree;
+steadier on a shared machine), the peak RSS of each process tree (jwdask with worker
+processes: the client/scheduler process's peak plus each worker's; with thread workers: the
+one process's; also the summed RSS of the tree sampled with psutil every 0.1 s), the jwdask
+task durations by kind, and whether the ``_cal`` products agree (DQ, NaN pattern, SCI within
+rtol 1e-5).
 Target: >= 2x faster than jwst (wall).
 
 Usage: ``python benchmarks/image2.py [--workdir DIR] [--tile 2048] [--resample-tile 4096]``
@@ -119,8 +122,9 @@ def make_rates(workdir: Path, job: dict[str, Any], tile: int) -> list[str]:
     return rates
 
 
-def child_jwdask(folder: Path, tile: int, resample_tile: int) -> dict[str, Any]:
-    """Child: Image2 with jwdask on a 2-worker LocalCluster; times, memory, task profile."""
+def child_jwdask(folder: Path, tile: int, resample_tile: int, processes: bool) -> dict[str, Any]:
+    """Child: Image2 with jwdask on a 2-worker LocalCluster (worker processes or threads);
+    times, memory, task profile."""
     from distributed import get_task_stream
 
     from jwdask import cluster
@@ -133,10 +137,12 @@ def child_jwdask(folder: Path, tile: int, resample_tile: int) -> dict[str, Any]:
     start = time.perf_counter()
     cpu = tree_cpu_seconds()
     runs = []
-    with TreePeakRSS() as rss, cluster.client(None, n_workers=WORKERS, dashboard=False) as client:
+    kind = "processes" if processes else "threads"
+    with TreePeakRSS() as rss, cluster.client(None, n_workers=WORKERS, dashboard=False,
+                                              processes=processes) as client:
         ready = time.perf_counter()
         for attempt in ("cold", "warm"):
-            out = folder / f"jwdask-{attempt}"
+            out = folder / f"jwdask-{kind}-{attempt}"
             out.mkdir(exist_ok=True)
             refs = RefProvider(refs_dir=job["refs_dir"])
             run_cpu = tree_cpu_seconds()
@@ -148,7 +154,7 @@ def child_jwdask(folder: Path, tile: int, resample_tile: int) -> dict[str, Any]:
             runs.append(timing)
             if attempt == "cold":
                 cold_total = {"total_seconds": time.perf_counter() - start, "total_cpu_seconds": tree_cpu_seconds() - cpu}
-        workers = list(client.run(worker_usage).values())
+        workers = list(client.run(worker_usage).values()) if processes else []
     cold, warm = runs
     cold.update({"startup_seconds": ready - start, **cold_total, "warm": warm, "workers": workers,
                  "tree_peak_rss_mb": rss.peak_mb, "client": worker_usage(),
@@ -206,8 +212,14 @@ def by_kind(profile: dict[str, float]) -> dict[str, float]:
     return dict(sorted(merged.items(), key=lambda kv: -kv[1]))
 
 
+KINDS = {"threads": "thread workers", "processes": "worker processes"}
+"""The two jwdask LocalCluster configurations: ``processes=False`` (the ``jwdask run``
+default) and ``processes=True``."""
+
+
 def stage(workdir: Path, tile: int, resample_tile: int, seed: int, d1_tile: int) -> None:
-    """Both Image2 implementations on the same rate files; print the comparison."""
+    """Both Image2 implementations on the same rate files (jwdask with thread workers and
+    with worker processes); print the comparison."""
     print(f"== whole Image2 stage (bkg_subtract, assign_wcs, flat_field, photom, resample), 'full' preset: "
           f"two 2048 x 2048 exposures; jwdask tile {tile}, resample output tile {resample_tile} ==")
     job = simulate(workdir, seed)
@@ -215,24 +227,37 @@ def stage(workdir: Path, tile: int, resample_tile: int, seed: int, d1_tile: int)
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         folder = Path(tmp)
         (folder / "job.json").write_text(json.dumps(job))
-        ours = run_child(__file__, ["--child", "jwdask", "--folder", tmp, "--tile", str(tile),
-                                    "--resample-tile", str(resample_tile)])
+        runs = {kind: run_child(__file__, ["--child", "jwdask", "--folder", tmp, "--tile", str(tile),
+                                           "--resample-tile", str(resample_tile),
+                                           *(["--processes"] if kind == "processes" else [])])
+                for kind in KINDS}
         ref = run_child(__file__, ["--child", "jwst", "--folder", tmp])
-        agreement = compare_cals(ours["cal"], ref["cal"])
+        agreement = {kind: compare_cals(ours["cal"], ref["cal"]) for kind, ours in runs.items()}
+    print(f"jwst  : {ref['seconds']:7.1f} s wall, {ref['cpu_seconds']:.1f} s CPU; peak RSS {ref['peak_rss_mb']:.0f} MB "
+          f"(psutil-sampled {ref['tree_peak_rss_mb']:.0f} MB)")
+    for kind, ours in runs.items():
+        report_jwdask(kind, ours, ref, agreement[kind])
+
+
+def report_jwdask(kind: str, ours: dict[str, Any], ref: dict[str, Any], agreement: dict[str, Any]) -> None:
+    """Print one jwdask configuration's figures and its target verdict against jwst."""
+    print(f"-- jwdask, LocalCluster of {WORKERS} {KINDS[kind]} "
+          f"({'the jwdask run default' if kind == 'threads' else 'cluster.client(processes=True)'}) --")
     worker_peaks = [w["peak_rss_mb"] for w in ours["workers"]]
     client_peak = ours["client"]["peak_rss_mb"]
     ours_peak = client_peak + sum(worker_peaks)
-    worker_cpu = " + ".join(f"{w['cpu_seconds']:.1f}" for w in ours["workers"])
+    lifetime = f"client/scheduler {ours['client']['cpu_seconds']:.1f} s"
+    parts = " (one process)"
+    if worker_peaks:
+        worker_cpu = " + ".join(f"{w['cpu_seconds']:.1f}" for w in ours["workers"])
+        lifetime += f", workers {worker_cpu} s"
+        parts = f" = client/scheduler {client_peak:.0f} + workers {' + '.join(f'{p:.0f}' for p in worker_peaks)} MB"
     print(f"jwdask: {ours['seconds']:7.1f} s wall, {ours['cpu_seconds']:.1f} s CPU of the process tree "
           f"(+{ours['startup_seconds']:.1f} s LocalCluster start-up; {ours['total_seconds']:.1f} s wall, "
-          f"{ours['total_cpu_seconds']:.1f} s CPU in all), {ours['ntasks']} tasks; lifetime CPU: client/scheduler "
-          f"{ours['client']['cpu_seconds']:.1f} s, workers {worker_cpu} s")
-    print(f"        peak RSS {ours_peak:.0f} MB = client/scheduler {client_peak:.0f} + workers "
-          f"{' + '.join(f'{p:.0f}' for p in worker_peaks)} MB (ru_maxrss); psutil-sampled: summed tree "
+          f"{ours['total_cpu_seconds']:.1f} s CPU in all), {ours['ntasks']} tasks; lifetime CPU: {lifetime}")
+    print(f"        peak RSS {ours_peak:.0f} MB{parts} (VmHWM); psutil-sampled: summed tree "
           f"{ours['tree_peak_rss_mb']:.0f} MB at its peak, per-process peaks "
           f"{', '.join(f'{p:.0f}' for p in ours['process_peaks_mb'])} MB")
-    print(f"jwst  : {ref['seconds']:7.1f} s wall, {ref['cpu_seconds']:.1f} s CPU; peak RSS {ref['peak_rss_mb']:.0f} MB "
-          f"(psutil-sampled {ref['tree_peak_rss_mb']:.0f} MB)")
     warm = ours["warm"]
     print(f"jwdask, second run on the same (warm) workers: {warm['seconds']:7.1f} s wall, "
           f"{warm['cpu_seconds']:.1f} s CPU of the process tree")
@@ -264,9 +289,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--child", choices=("jwdask", "jwst"))
     parser.add_argument("--folder", type=Path)
+    parser.add_argument("--processes", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child == "jwdask":
-        emit(child_jwdask(args.folder, args.tile, args.resample_tile))
+        emit(child_jwdask(args.folder, args.tile, args.resample_tile, args.processes))
         return
     if args.child == "jwst":
         emit(child_jwst(args.folder))

@@ -31,6 +31,8 @@ import dask
 import dask.array as da
 import numpy as np
 import xarray as xr
+from dask.delayed import Delayed
+from dask.highlevelgraph import HighLevelGraph
 
 from jwdask import dqflags
 from jwdask.errors import InputError, ParameterError
@@ -49,11 +51,11 @@ from jwdask.resample import (
 from jwdask.resample.drizzle import (
     VARIANCES,
     coarse_map,
-    pixel_map,
     resample_range,
     stepsize_nodes,
     weight_map,
 )
+from jwdask.resample.reduce import pixmap_graph
 from jwdask.steps import completed, skipped
 from jwdask.tiles import map_tiles
 
@@ -278,7 +280,9 @@ def _arrays(ds: xr.Dataset) -> dict[str, da.Array | None]:
 def weight_threshold(weight: da.Array, maskpt: float) -> Any:
     """Delayed ``maskpt * mean(sigma_clip(W[finite & W != 0], 3 sigma, 5 iterations))`` (a 0-d
     float64 array) of a tiled weight image, as a chain of tile reductions (no task sees more than one tile)."""
-    tiles = list(weight.to_delayed().ravel())
+    # Not optimized: an optimized copy of the weight image's graph would have fused, renamed
+    # tasks, so the drizzle behind it would run again for the median.
+    tiles = list(weight.to_delayed(optimize_graph=False).ravel())
 
     def moments(state: Any) -> Any:
         parts = [dask.delayed(_tile_moments, pure=True)(t, state) for t in tiles]
@@ -394,14 +398,15 @@ def _median(scis: list[da.Array], whts: list[da.Array], thresholds: list[da.Arra
 
 def blot_median(ds: xr.Dataset, index: int, grid: OutputGrid, median: da.Array,
                 params: DrizzleParams) -> da.Array:
-    """The median blotted onto the exposure's pixels, a dask array tiled like its SCI."""
+    """The median blotted onto the exposure's pixels, a dask array tiled like its SCI; the
+    exposure's pixel map is the task that drizzled it onto the median grid
+    (:func:`jwdask.resample.reduce.pixmap_graph`)."""
     info = _input_info(index, ds)
     bbox = getattr(ds.attrs["wcs"], "bounding_box", None)
     nodes = stepsize_nodes(info, bbox, params)
     cmap = coarse_map(info, grid.wcs)
-    token = uuid.uuid4().hex
-    wcs_key = dask.delayed(ds.attrs["wcs"], name=f"outlier-wcs-{index}-{token}")
-    grid_key = dask.delayed(grid.wcs, name=f"outlier-grid-{token}")
+    map_key, map_layer = pixmap_graph(info, grid.wcs, nodes, params.pixmap_order)
+    pixmap = Delayed(map_key, HighLevelGraph.from_collections(map_key, map_layer, dependencies=()))
     ychunks, xchunks = _as_dask(ds["sci"]).chunks
     ny, nx = grid.shape
     rows = []
@@ -415,8 +420,7 @@ def blot_median(ds: xr.Dataset, index: int, grid: OutputGrid, median: da.Array,
                 continue
             py0, py1, px0, px1 = window
             patch = median[py0:py1, px0:px1].rechunk(-1).to_delayed(optimize_graph=False).ravel()[0]
-            task = dask.delayed(_blot_tile, pure=True)(patch, wcs_key, grid_key, slab,
-                                                       window, (ny, nx), nodes, params.pixmap_order)
+            task = dask.delayed(_blot_tile, pure=True)(patch, pixmap, slab, window, (ny, nx))
             row.append(da.from_delayed(task, shape=(dy, dx), dtype=np.float32))
         rows.append(row)
     return da.block(rows)
@@ -445,16 +449,17 @@ def _patch_window(cmap: Any, slab: tuple[int, int, int, int], grid_shape: tuple[
     return ay0, ay1, ax0, ax1
 
 
-def _blot_tile(patch: np.ndarray, wcs: Any, grid_wcs: Any, slab: tuple[int, int, int, int],
-               window: tuple[int, int, int, int], grid_shape: tuple[int, int],
-               nodes: Mapping[str, np.ndarray] | None, order: int) -> np.ndarray:
+def _blot_tile(patch: np.ndarray, exposure_map: np.ndarray, slab: tuple[int, int, int, int],
+               window: tuple[int, int, int, int], grid_shape: tuple[int, int]) -> np.ndarray:
     """Blot one exposure tile from a median patch, exactly as blotting the whole median.
 
-    The pixel map is rounded to float32 (drizzle's interpolation precision) before the
-    integer shift to patch coordinates, so interpolation weights are unchanged; points off
-    the median grid, or NaN, stay off the patch.
+    ``exposure_map`` is the whole exposure's pixel map on the median grid. The slab's map is
+    rounded to float32 (drizzle's interpolation precision) before the integer shift to patch
+    coordinates, so interpolation weights are unchanged; points off the median grid, or NaN,
+    stay off the patch.
     """
-    pixmap = pixel_map(wcs, grid_wcs, slab, nodes, order).astype(np.float32).astype(np.float64)
+    sy0, sy1, sx0, sx1 = slab
+    pixmap = exposure_map[sy0:sy1, sx0:sx1].astype(np.float32).astype(np.float64)
     py0, py1, px0, px1 = window
     ny, nx = grid_shape
     x, y = pixmap[..., 0], pixmap[..., 1]

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 import dask
+import dask.array as da
 import numpy as np
 import xarray as xr
 
@@ -30,6 +31,7 @@ from jwdask.image3 import tweakreg as _tweakreg
 from jwdask.io import keywords
 from jwdask.io.products import PendingWrite, prepare_write
 from jwdask.steps import completed, skipped
+from jwdask.tiles import as_delayed
 
 log = logging.getLogger(__name__)
 
@@ -125,8 +127,20 @@ def source_catalog(data: Image3Data, refs: Any = None, **params: Any) -> Image3D
         msg = "source_catalog needs the mosaic: run resample first"
         raise ParameterError(msg)
     _catalog._parameters(params)
-    catalog = dask.delayed(_measure, pure=True)(data.mosaic, refs, params)
+    mosaic = data.mosaic
+    # The arrays go in by their own task keys: the Dataset itself would reach the task as a
+    # renamed copy of its whole graph, and outlier detection and resample would run twice.
+    layout = {k: (v.dims, v.attrs) for k, v in mosaic.data_vars.items()}
+    arrays = {k: as_delayed(v.data) if isinstance(v.data, da.Array) else v.data for k, v in mosaic.data_vars.items()}
+    catalog = dask.delayed(_measure_arrays, pure=True)(mosaic.drop_vars(list(layout)), layout, arrays, refs, params)
     return dataclasses.replace(data, mosaic=completed(data.mosaic, "source_catalog"), catalog=catalog)
+
+
+def _measure_arrays(template: xr.Dataset, layout: dict[str, tuple[tuple[str, ...], dict[str, Any]]],
+                    arrays: dict[str, np.ndarray], refs: Any,
+                    params: dict[str, Any]) -> tuple[Any, np.ndarray | None]:
+    mosaic = template.assign({k: xr.DataArray(arrays[k], dims=layout[k][0], attrs=layout[k][1]) for k in arrays})
+    return _measure(mosaic, refs, params)
 
 
 def _measure(mosaic: xr.Dataset, refs: Any, params: dict[str, Any]) -> tuple[Any, np.ndarray | None]:

@@ -3,8 +3,9 @@
 The work unit is an (exposure, output tile) pair. On the client, a coarse evaluation of the
 exposure's pixel map (every ``PLAN_STEP`` input pixels) tells which input pixels can reach
 each tile; the task then gets only that slab of the input (plus a one-pixel halo, so drop
-corners interpolate from the same pixel-map cells as on the whole image), evaluates the exact
-pixel map on it and drizzles it onto a local output array that contains the slab's whole
+corners interpolate from the same pixel-map cells as on the whole image) and the same slab of
+the exposure's exact pixel map (:func:`exposure_map`, evaluated once per exposure and output
+grid) and drizzles it onto a local output array that contains the slab's whole
 footprint. Because nothing is clipped at the local array's border, every output pixel of the
 tile receives exactly the contributions it receives when the whole exposure is drizzled onto
 the whole mosaic (image3.md §6.3); the tile is then cut out.
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
+import uuid
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -436,19 +438,18 @@ def _drizzle(data: np.ndarray, weights: np.ndarray, pixmap: np.ndarray, overlap:
 
 
 def drizzle_overlap(sci: np.ndarray, err: np.ndarray | None, dq: np.ndarray,
-                    variances: Mapping[str, np.ndarray | None], *, info: InputInfo, grid_wcs: Any,
-                    overlap: Overlap, params: DrizzleParams,
-                    nodes: Mapping[str, np.ndarray] | None = None,
-                    visited: np.ndarray | None = None, pixmap: np.ndarray | None = None,
-                    owned: bool = False) -> dict[str, Any]:
+                    variances: Mapping[str, np.ndarray | None], *, info: InputInfo, overlap: Overlap,
+                    params: DrizzleParams, pixmap: np.ndarray,
+                    visited: np.ndarray | None = None) -> dict[str, Any]:
     """The compact partial of one input slab on one output tile (see the module docstring).
 
     ``sci``, ``err``, ``dq`` and ``variances`` (``var_rnoise``, ``var_poisson``, ``var_flat``,
     optionally ``var_sky``; None when absent) are the slab ``overlap.slab`` of the input; NaNs
-    and ``DO_NOT_USE`` are first made to agree (jwst's ``match_nans_and_flags``). ``visited``
-    (from :func:`exposure_map`) limits the pixels drizzled to those drizzle visits when the
-    input is clipped by the mosaic edge. ``pixmap`` is the slab's pixel map when already
-    evaluated (by :func:`exposure_map`; modified in place only when ``owned``).
+    and ``DO_NOT_USE`` are first made to agree (jwst's ``match_nans_and_flags``). ``pixmap``
+    is the slab's pixel map on the output grid (a slice of :func:`exposure_map`; not
+    modified). ``visited`` (:func:`jwdask.resample.scanner.visited_rows` of the exposure map)
+    limits the pixels drizzled to those drizzle visits when the input is clipped by the
+    mosaic edge.
     Returns the compact partial: float32 ``img``, ``wht``; ``tmeasure`` [s]; uint32 ``con``
     (planes, y, x) when ``enable_ctx``; uint32 ``dq`` when ``propagate_dq``; float32 ``V:<var>``
     when ``enable_var``; float32 ``E``, the drizzled ERR, when ``driz_err`` (see :func:`partial_sums`).
@@ -457,10 +458,7 @@ def drizzle_overlap(sci: np.ndarray, err: np.ndarray | None, dq: np.ndarray,
     ay0, ax0 = overlap.origin
     cut = (slice(ty0 - ay0, ty1 - ay0), slice(tx0 - ax0, tx1 - ax0))
     tshape = (ty1 - ty0, tx1 - tx0)
-    if pixmap is None:
-        pixmap = pixel_map(info.wcs, grid_wcs, overlap.slab, nodes, params.pixmap_order)
-    elif not owned:
-        pixmap = pixmap.copy()
+    pixmap = pixmap.copy()
     pixmap[..., 0] -= ax0
     pixmap[..., 1] -= ay0
     matched = match_nans_and_flags(sci, err if err is not None else np.zeros_like(sci), dq,
@@ -562,36 +560,69 @@ def variance_sums(partial: Mapping[str, Any], name: str,
 
 
 def corner_points(info: InputInfo, grid_wcs: Any) -> list[tuple[float, float] | None]:
-    """The input range's four outline corners on the output grid, interpolated like drizzle."""
+    """The input range's four outline corners on the output grid, interpolated like drizzle
+    (the 2 x 2 pixel-map cells around the four corners mapped in one call)."""
     ny, nx = info.shape
-    points = []
-    for x, y in scanner.corners(info.xyrange):
-        i0, j0 = min(max(int(x), 0), nx - 2), min(max(int(y), 0), ny - 2)
-        local = pixel_map(info.wcs, grid_wcs, (j0, j0 + 2, i0, i0 + 2), None, 1)
-        points.append(scanner.interpolate_point(local, x - i0, y - j0))
-    return points
+    outline = list(scanner.corners(info.xyrange))
+    origins = [(min(max(int(y), 0), ny - 2), min(max(int(x), 0), nx - 2)) for x, y in outline]
+    gx = np.array([[[i0, i0 + 1], [i0, i0 + 1]] for _, i0 in origins], dtype=np.float64)
+    gy = np.array([[[j0, j0], [j0 + 1, j0 + 1]] for j0, _ in origins], dtype=np.float64)
+    px, py = map_pixels(info.wcs, grid_wcs, gx, gy)
+    local = np.stack([np.asarray(px, float), np.asarray(py, float)], axis=-1)
+    return [scanner.interpolate_point(local[k], x - i0, y - j0)
+            for k, ((x, y), (j0, i0)) in enumerate(zip(outline, origins, strict=True))]
 
 
-def exposure_map(info: InputInfo, grid_wcs: Any, region: tuple[int, int, int, int],
-                 out_shape: tuple[int, int] | None, nodes: Mapping[str, np.ndarray] | None,
-                 order: int) -> dict[str, Any]:
-    """The pixel map of an input on ``region`` ``(0, y1, 0, x1)`` (covering its drizzled range
-    plus a one-pixel halo), shared by that input's tile tasks, and with ``out_shape`` (input
-    clipped by the mosaic edge) the per-row ``(x1, x2)`` drizzle visits on the whole mosaic.
-
-    Returns ``{"pixmap": (y1, x1, 2) array, "visited": (y1, 2) int array or None}``.
-    """
-    pixmap = pixel_map(info.wcs, grid_wcs, region, nodes, order)
-    visited = None if out_shape is None else scanner.visited_rows(pixmap, info.xyrange, out_shape)
-    return {"pixmap": pixmap, "visited": visited}
-
-
-def map_region(info: InputInfo, overlaps: Mapping[int, Overlap]) -> tuple[int, int, int, int]:
-    """``(0, y1, 0, x1)``: the input pixels an :func:`exposure_map` must cover (its range with a
-    one-pixel halo, and every task's slab)."""
+def exposure_map(info: InputInfo, grid_wcs: Any, nodes: Mapping[str, np.ndarray] | None,
+                 order: int) -> np.ndarray:
+    """The ``(ny, nx, 2)`` pixel map of the whole input on the output grid (NaN outside its
+    bounding box): evaluated once per (input, grid) and sliced by the input's drizzle and
+    blot tasks, whose values equal those of maps evaluated per slab (every value depends
+    on its own pixel only)."""
     ny, nx = info.shape
-    _, xmax, _, ymax = info.xyrange
-    y1, x1 = min(ny, ymax + 2), min(nx, xmax + 2)
-    for ov in overlaps.values():
-        y1, x1 = max(y1, ov.slab[1]), max(x1, ov.slab[3])
-    return 0, y1, 0, x1
+    return pixel_map(info.wcs, grid_wcs, (0, ny, 0, nx), nodes, order)
+
+
+def map_token(info: InputInfo, grid_wcs: Any, nodes: Mapping[str, np.ndarray] | None, order: int) -> str:
+    """A token of :func:`exposure_map`'s result: the same for inputs and grids whose transforms
+    evaluate identically (same models, parameters, tables, bounding box, shape, nodes), so
+    that graphs built separately on one grid (outlier detection's median grid and the final
+    mosaic's) share one map; a random token when a transform cannot be described."""
+    import dask
+
+    try:
+        forward = model_token(info.wcs.forward_transform)
+        inverse = grid_wcs.backward_transform
+        if inverse is None or getattr(inverse, "uses_quantity", True):
+            return uuid.uuid4().hex
+        backward = model_token(inverse)
+    except (NotImplementedError, AttributeError, TypeError):
+        return uuid.uuid4().hex
+    bbox = getattr(info.wcs, "bounding_box", None)
+    return dask.base.tokenize(forward, repr(bbox), backward, info.shape,
+                              None if nodes is None else {k: np.asarray(v) for k, v in nodes.items()},
+                              order if nodes is not None else None)
+
+
+def model_token(model: Any) -> str:
+    """A deterministic token of what an astropy model evaluates: its tree of operators and,
+    per leaf, class, ``repr``, exact parameter values and plain attributes (non-parameter
+    arguments such as a mapping, a degree, an axes order; arrays such as lookup tables).
+    Raises TypeError for a tree node that is neither a model nor an operator (``fix_inputs``)."""
+    import dask
+    from astropy.modeling import CompoundModel, Model
+
+    parts: list[Any] = []
+    nodes = model.traverse_postorder(include_operator=True) if isinstance(model, CompoundModel) else [model]
+    for node in nodes:
+        if isinstance(node, str):
+            parts.append(node)
+            continue
+        if not isinstance(node, Model):
+            msg = f"cannot describe a {type(node).__name__} node of a compound model"
+            raise TypeError(msg)
+        plain = {k: v for k, v in sorted(vars(node).items())
+                 if isinstance(v, np.ndarray | str | int | float | bool | tuple | list) and k != "_parameters"}
+        parts.append((type(node).__module__, type(node).__qualname__, repr(node),
+                      np.asarray(node.parameters, dtype=np.float64).tobytes(), node.n_inputs, node.n_outputs, plain))
+    return dask.base.tokenize(parts)

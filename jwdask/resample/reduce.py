@@ -5,10 +5,10 @@ input that reaches the tile (a compact float32 partial), combined ``split_every`
 into float64 sums (OR for context and DQ bits), then one finalising task that turns them into
 SCI, WHT, CON, ERR, VAR_* (float32, as jwst stores them; image3.md §6.3-6.4). Tiles no input
 reaches are constant fill chunks. Every task holds at most one tile (plus one input slab),
-except that an input clipped by the mosaic edge (or whose tasks' slabs overlap a lot) has its
-pixel map evaluated once (:func:`jwdask.resample.drizzle.exposure_map`) and shared by its
-tasks: a separate task when it reaches several tiles, else inside its one drizzle task. The
-mosaic only exists as a dask array chunked by tile.
+except that each input's pixel map is evaluated once, on the whole input, by one task
+(:func:`pixmap_graph`) whose result its drizzle tasks slice (and, when the input is clipped by
+the mosaic edge, one task scanning the pixels drizzle visits); outlier detection's blot uses
+the same task. The mosaic only exists as a dask array chunked by tile.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from jwdask.resample.drizzle import (
     drizzle_overlap,
     exposure_map,
     is_raw,
-    map_region,
+    map_token,
     partial_sums,
     plan_overlaps,
     stepsize_nodes,
@@ -174,16 +174,13 @@ def drizzle_mosaic(inputs: Sequence[tuple[InputInfo, Mapping[str, da.Array | Non
         nodes = stepsize_nodes(info, bbox, params)
         info_key = f"resample-input-{info.index}-{token}"
         layer[info_key] = info
-        scan = bool(overlaps) and scanner.needs_scan(corner_points(info, grid.wcs), grid.shape, margin=1e-6)
-        shared = scan or _shared_map_pays(info, overlaps)
-        map_task = None
-        if shared:
-            map_task = (exposure_map, info_key, grid_key, map_region(info, overlaps), grid.shape if scan else None,
-                        nodes, params.pixmap_order)
-            if len(overlaps) > 1:
-                map_key = f"resample-pixmap-{info.index}-{token}"
-                layer[map_key] = map_task
-                map_task = map_key
+        map_key = visited_key = None
+        if overlaps:
+            map_key, map_layer = pixmap_graph(info, grid.wcs, nodes, params.pixmap_order)
+            layer.update(map_layer)
+            if scanner.needs_scan(corner_points(info, grid.wcs), grid.shape, margin=1e-6):
+                visited_key = f"resample-visited-{map_key.rsplit('-', 1)[-1]}-{dask.base.tokenize(grid.shape)}"
+                layer[visited_key] = (scanner.visited_rows, map_key, info.xyrange, grid.shape)
         for t, ov in overlaps.items():
             y0, y1, x0, x1 = ov.slab
             keys = []
@@ -196,7 +193,7 @@ def drizzle_mosaic(inputs: Sequence[tuple[InputInfo, Mapping[str, da.Array | Non
                 dependencies.append(slab)
                 keys.append((slab.name, 0, 0))
             key = (f"resample-partial-{token}", info.index, t)
-            layer[key] = (_partial, *keys, info_key, grid_key, ov, params, nodes, map_task, len(overlaps) == 1)
+            layer[key] = (_partial, *keys, info_key, ov, params, map_key, visited_key)
             per_tile.setdefault(t, []).append(key)
     finals = {}
     for t, parts in per_tile.items():
@@ -221,31 +218,24 @@ def drizzle_mosaic(inputs: Sequence[tuple[InputInfo, Mapping[str, da.Array | Non
                      report_var=report_var, compute_err=compute_err)
 
 
-def _shared_map_pays(info: InputInfo, overlaps: Mapping[int, Any]) -> bool:
-    """True when the tasks' slabs overlap so much (> 25 % extra pixels) that one shared pixel
-    map of the input is cheaper than one per slab."""
-    if len(overlaps) < 2:
-        return False
-    slabs = sum((ov.slab[1] - ov.slab[0]) * (ov.slab[3] - ov.slab[2]) for ov in overlaps.values())
-    y0 = min(ov.slab[0] for ov in overlaps.values())
-    y1 = max(ov.slab[1] for ov in overlaps.values())
-    x0 = min(ov.slab[2] for ov in overlaps.values())
-    x1 = max(ov.slab[3] for ov in overlaps.values())
-    return slabs > 1.25 * (y1 - y0) * (x1 - x0)
+def pixmap_graph(info: InputInfo, grid_wcs: Any, nodes: Mapping[str, np.ndarray] | None,
+                 order: int) -> tuple[str, dict[str, Any]]:
+    """``(key, graph)``: the one task evaluating :func:`jwdask.resample.drizzle.exposure_map`
+    of ``info`` on ``grid_wcs``. The key is :func:`jwdask.resample.drizzle.map_token`, so
+    graphs built separately on the same grid (outlier detection and the final mosaic) merge
+    into one evaluation when computed together."""
+    key = f"resample-pixmap-{map_token(info, grid_wcs, nodes, order)}"
+    return key, {key: (exposure_map, info, grid_wcs, nodes, order)}
 
 
 def _partial(sci: np.ndarray, err: np.ndarray | None, dq: np.ndarray, var_rnoise: np.ndarray | None,
              var_poisson: np.ndarray | None, var_flat: np.ndarray | None, var_sky: np.ndarray | None,
-             info: InputInfo, grid_wcs: Any, overlap: Any, params: DrizzleParams,
-             nodes: Mapping[str, np.ndarray] | None, shared: Mapping[str, Any] | None,
-             owned: bool) -> dict[str, np.ndarray]:
+             info: InputInfo, overlap: Any, params: DrizzleParams, pixmap: np.ndarray,
+             visited: np.ndarray | None) -> dict[str, np.ndarray]:
     variances = {"var_rnoise": var_rnoise, "var_poisson": var_poisson, "var_flat": var_flat, "var_sky": var_sky}
-    pixmap = visited = None
-    if shared is not None:
-        y0, y1, x0, x1 = overlap.slab
-        pixmap, visited = shared["pixmap"][y0:y1, x0:x1], shared["visited"]
-    return drizzle_overlap(sci, err, dq, variances, info=info, grid_wcs=grid_wcs, overlap=overlap,
-                           params=params, nodes=nodes, visited=visited, pixmap=pixmap, owned=owned)
+    y0, y1, x0, x1 = overlap.slab
+    return drizzle_overlap(sci, err, dq, variances, info=info, overlap=overlap, params=params,
+                           pixmap=pixmap[y0:y1, x0:x1], visited=visited)
 
 
 def _fields(params: DrizzleParams, report_var: bool, compute_err: bool) -> dict[str, tuple[np.dtype, float]]:

@@ -259,7 +259,7 @@ def test_each_drizzle_task_runs_once(inputs: list[xr.Dataset], monkeypatch: pyte
     original = reduce_module._partial
 
     def counting(*args: Any) -> dict[str, Any]:
-        key = (args[7].index, args[9].tile)
+        key = (args[7].index, args[8].tile)
         calls[key] = calls.get(key, 0) + 1
         return original(*args)
 
