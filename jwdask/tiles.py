@@ -160,13 +160,16 @@ def _is_lazy(value: Any) -> bool:
     return isinstance(value, da.Array | Delayed)
 
 
-def as_delayed(arr: da.Array) -> Delayed:
-    """The whole of ``arr`` as one Delayed that shares ``arr``'s task keys.
+def as_delayed(arr: Any) -> Any:
+    """The whole of ``arr`` as one Delayed that shares ``arr``'s task keys (anything that is not
+    a dask array is returned as it is).
 
     Pass this, never the dask array itself, to ``dask.delayed`` calls and to kernel keyword
     arguments: dask gives a collection found there a renamed, separately optimized copy of
     its whole graph, so every upstream task (saturation, jump, ...) would run once more.
     """
+    if not isinstance(arr, da.Array):
+        return arr
     whole = arr.rechunk(tuple(-1 for _ in arr.shape)) if arr.npartitions > 1 else arr
     return whole.to_delayed(optimize_graph=False).ravel()[0]
 

@@ -21,13 +21,26 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from jwdask.detector1._miri import detector, instrument, meta_value, task_name, window_indices
+from jwdask.detector1._miri import (
+    detector,
+    instrument,
+    meta_value,
+    task_name,
+    window_indices,
+)
 from jwdask.detector1._ramp import exposure, require_ramp
 from jwdask.errors import InputError, ParameterError, ReferenceFileError
 from jwdask.kernels import miri_emicorr_sequential as seq
-from jwdask.kernels.miri_emicorr import EmiSums, accumulate, fit_waveform, pixel_scatter, subtract_waveform, timing
+from jwdask.kernels.miri_emicorr import (
+    EmiSums,
+    accumulate,
+    fit_waveform,
+    pixel_scatter,
+    subtract_waveform,
+    timing,
+)
 from jwdask.steps import completed, skipped
-from jwdask.tiles import map_tiles
+from jwdask.tiles import as_delayed, block_delayed, map_tiles
 
 log = logging.getLogger(__name__)
 
@@ -94,12 +107,12 @@ def _correct_frequency(ds: xr.Dataset, sci: xr.DataArray, rows: xr.DataArray, co
     scatter = map_tiles(_scatter, [sci],
                         {"scatter": (("integration", "y", "x"), np.float32)}, like=sci,
                         name=task_name("emicorr-scatter", sci.data))
-    median = dask.delayed(_median)(scatter["scatter"].data)
+    median = dask.delayed(_median)(as_delayed(scatter["scatter"].data))
     ychunks, xchunks = sci.chunks[-2], sci.chunks[-1]
     tiled = [a.data.rechunk({**{k: -1 for k in range(a.ndim - 2)}, a.ndim - 2: ychunks, a.ndim - 1: xchunks})
              if isinstance(a.data, da.Array) else da.from_array(np.asarray(a.data), chunks=(ychunks, xchunks))
              for a in (sci, ds.pixeldq, rows, cols)]
-    blocks = [t.to_delayed().reshape(-1) for t in tiled]
+    blocks = [block_delayed(t).reshape(-1) for t in tiled]
     parts = [dask.delayed(accumulate)(s, p, r, c, scatter_median=median, nphases=refwave.size,
                                       nsamples=nsamples, rowclocks=rowclocks, period=geo.period)
              for s, p, r, c in zip(*blocks, strict=True)]
@@ -141,7 +154,7 @@ def _sequential(ds: xr.Dataset, waves: list[tuple[float, np.ndarray | None]], *,
                                             period=period, frameclocks=frameclocks)
         nb = int(period / 2.0) if nbins is None else nbins
         nb = 500 if nb > 501 else nb
-        cleaned = [dask.delayed(seq.cleaned_frames)(sci.data[i].rechunk(-1))
+        cleaned = [dask.delayed(seq.cleaned_frames)(as_delayed(sci.data[i]))
                    for i in range(min(nints_to_phase, nints))]
         kw = dict(nsamples=nsamples, rowclocks=rowclocks, frameclocks=gap, late_block=late, period=period)
         table = dask.delayed(_table)(cleaned, refwave, scale_reference=scale_reference, nbins=nb,

@@ -19,9 +19,14 @@ import xarray as xr
 from jwdask.detector1._miri import instrument, task_name
 from jwdask.detector1._ramp import require_ramp
 from jwdask.errors import InputError, ParameterError
-from jwdask.kernels.miri_refpix import FULL_SHAPE, REFERENCE_COLUMNS, apply_levels, reference_levels
+from jwdask.kernels.miri_refpix import (
+    FULL_SHAPE,
+    REFERENCE_COLUMNS,
+    apply_levels,
+    reference_levels,
+)
 from jwdask.steps import completed, skipped
-from jwdask.tiles import map_tiles
+from jwdask.tiles import as_delayed, map_tiles
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +72,11 @@ def refpix_miri(ds: xr.Dataset, refs: Any = None, *, odd_even_columns: bool = Tr
     refdq = refdq.rechunk(-1) if isinstance(refdq, da.Array) else np.asarray(refdq)
     nints, ngroups = ds.sizes["integration"], ds.sizes["group"]
     levels = da.from_delayed(
-        dask.delayed(reference_levels)(refcols, refdq, odd_even_rows=bool(odd_even_rows), siglimit=float(siglimit)),
+        dask.delayed(reference_levels)(as_delayed(refcols), as_delayed(refdq), odd_even_rows=bool(odd_even_rows), siglimit=float(siglimit)),
         shape=(nints, ngroups, 2, 4), dtype=np.float64)
     parity_amp = ((ds.y % 2) * 4 + ds.x % 4).astype(np.int8).transpose("y", "x")
     out = map_tiles(apply_levels, [ds.sci, parity_amp], {"sci": (ds.sci.dims, np.float32)},
                     like=ds.sci, name=task_name("refpix-miri", ds.sci.data, levels), levels=levels)
     out["sci"].attrs = dict(ds.sci.attrs)
     return completed(ds, "refpix", out)
+

@@ -17,9 +17,14 @@ import xarray as xr
 from jwdask.detector1._miri import detector, meta_value, task_name
 from jwdask.detector1._ramp import exposure, require_ramp
 from jwdask.errors import ReferenceFileError
-from jwdask.kernels.miri_rscd import flag_rscd, integration_ranges, problem_levels, skip_counts
+from jwdask.kernels.miri_rscd import (
+    flag_rscd,
+    integration_ranges,
+    problem_levels,
+    skip_counts,
+)
 from jwdask.steps import completed, skipped
-from jwdask.tiles import map_tiles
+from jwdask.tiles import block_delayed, map_tiles
 
 TABLE = "RSCD_GROUP_SKIP"
 COLUMNS = ("subarray", "readpatt", "group_skip1", "group_skip")
@@ -73,7 +78,7 @@ def rscd(ds: xr.Dataset, refs: Any) -> xr.Dataset:
     gdq = ds.groupdq.data.rechunk({0: -1, 1: -1})
     levels = []
     for first, stop, skip in ranges:
-        blocks = gdq[first:stop].to_delayed().ravel()
+        blocks = block_delayed(gdq[first:stop]).ravel()
         parts = [dask.delayed(problem_levels)(b, skip) for b in blocks]
         levels.append(dask.delayed(_or_levels)(parts))
     out = map_tiles(flag_rscd, [ds.groupdq, ds.pixeldq],

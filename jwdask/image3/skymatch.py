@@ -34,6 +34,7 @@ from jwdask.kernels.skymatch import (
     solve_sky_deltas,
 )
 from jwdask.steps import completed, skipped
+from jwdask.tiles import as_delayed
 
 log = logging.getLogger(__name__)
 
@@ -272,7 +273,7 @@ def _measure(datasets: Sequence[xr.Dataset], exposures: Sequence[_Exposure],
             continue
         ds = datasets[e.index]
         offsets = list(e.offsets)
-        tasks.append(dask.delayed(exposure_sky, pure=True)(ds["sci"].data, ds["dq"].data, regions, stat,
+        tasks.append(dask.delayed(exposure_sky, pure=True)(as_delayed(ds["sci"].data), as_delayed(ds["dq"].data), regions, stat,
                                                           dqbits, offsets))
         keys.append([(e.index, name) for name in names])
     computed = cluster.compute(*tasks) if tasks else ()

@@ -18,7 +18,6 @@ from collections.abc import Callable
 from typing import Any
 
 import dask
-import dask.array as da
 import numpy as np
 import xarray as xr
 
@@ -131,7 +130,7 @@ def source_catalog(data: Image3Data, refs: Any = None, **params: Any) -> Image3D
     # The arrays go in by their own task keys: the Dataset itself would reach the task as a
     # renamed copy of its whole graph, and outlier detection and resample would run twice.
     layout = {k: (v.dims, v.attrs) for k, v in mosaic.data_vars.items()}
-    arrays = {k: as_delayed(v.data) if isinstance(v.data, da.Array) else v.data for k, v in mosaic.data_vars.items()}
+    arrays = {k: as_delayed(v.data) for k, v in mosaic.data_vars.items()}
     catalog = dask.delayed(_measure_arrays, pure=True)(mosaic.drop_vars(list(layout)), layout, arrays, refs, params)
     return dataclasses.replace(data, mosaic=completed(data.mosaic, "source_catalog"), catalog=catalog)
 

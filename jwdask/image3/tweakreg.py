@@ -38,6 +38,7 @@ from jwdask.kernels.detection import (
     finder_params,
 )
 from jwdask.steps import completed, skipped
+from jwdask.tiles import as_delayed
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +168,7 @@ def exposure_catalogs(datasets: Sequence[xr.Dataset], params: Mapping[str, Any])
     for i, ds in enumerate(datasets):
         if custom.get(_filename(ds)) is None:
             tasks[i] = dask.delayed(_detect, pure=True)(
-                ds["sci"].data, ds["dq"].data, ds["err"].data, finder)
+                as_delayed(ds["sci"].data), as_delayed(ds["dq"].data), as_delayed(ds["err"].data), finder)
     found = dict(zip(tasks, cluster.compute(*tasks.values()), strict=True)) if tasks else {}
     out = []
     for i, ds in enumerate(datasets):
