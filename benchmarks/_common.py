@@ -8,15 +8,23 @@ unless told otherwise), reads that line and adds the child's peak resident memor
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import platform
 import resource
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+"""The repository root (``tests.official`` runs the jwst pipelines)."""
 
 ONE_THREAD = {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
               "MKL_NUM_THREADS": "1"}
@@ -112,3 +120,55 @@ def worker_usage() -> dict[str, float]:
     """Peak RSS [MB] and CPU seconds of the calling (worker) process."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return {"peak_rss_mb": peak_rss_mb(), "cpu_seconds": usage.ru_utime + usage.ru_stime}
+
+
+@contextlib.contextmanager
+def workdir_or_temporary(given: Path | None) -> Iterator[Path]:
+    """The benchmark's work folder: ``given`` (created if missing, kept), else a temporary
+    folder removed on exit."""
+    if given is not None:
+        given.mkdir(parents=True, exist_ok=True)
+        yield given
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        yield Path(tmp)
+
+
+def read_job(folder: Path) -> dict[str, Any]:
+    """The job description (``job.json``) the parent wrote into a child's folder."""
+    return json.loads((folder / "job.json").read_text())
+
+
+@dataclass(frozen=True)
+class JwstChild:
+    """What a child running jwst works with (see :func:`jwst_child`)."""
+
+    job: dict[str, Any]
+    """The job description (``job.json``)."""
+    out: Path
+    """The child's output folder."""
+    reference_files: dict[str, Path]
+    """The simulator's reference files by type (the job's ``reference_files``)."""
+    monkeypatch: Any
+    """The ``pytest.MonkeyPatch`` holding the offline CRDS environment (``tests.official``)."""
+
+
+@contextlib.contextmanager
+def jwst_child(folder: Path, out_name: str) -> Iterator[JwstChild]:
+    """The prelude of a child that runs jwst: the job from ``folder``, the output folder
+    ``folder/out_name``, INFO logging off, ``tests.official`` importable and CRDS pointed at
+    an empty offline cache under the output folder until the block ends."""
+    import pytest
+
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    from tests.official import offline_crds
+
+    job = read_job(folder)
+    out = folder / out_name
+    out.mkdir(exist_ok=True)
+    logging.disable(logging.INFO)
+    refs = {k: Path(v) for k, v in job.get("reference_files", {}).items()}
+    with pytest.MonkeyPatch.context() as mp:
+        offline_crds(out, mp)
+        yield JwstChild(job, out, refs, mp)

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
-import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -33,9 +31,18 @@ from typing import Any
 import jump_kernel
 import numpy as np
 import ramp_fit_kernel
-from _common import emit, machine, run_child, timed, tree_cpu_seconds, worker_usage
+from _common import (
+    emit,
+    jwst_child,
+    machine,
+    read_job,
+    run_child,
+    timed,
+    tree_cpu_seconds,
+    workdir_or_temporary,
+    worker_usage,
+)
 
-REPO = Path(__file__).resolve().parent.parent
 KERNEL_TARGET = 5.0
 STAGE_SPEED_TARGET = 3.0
 STAGE_MEMORY_TARGET = 0.5
@@ -65,7 +72,7 @@ def stage_jwdask(folder: Path, tile: int, processes: bool) -> dict[str, Any]:
     from jwdask.pipeline import Pipeline
     from jwdask.refs import RefProvider
 
-    job = json.loads((folder / "job.json").read_text())
+    job = read_job(folder)
     start = time.perf_counter()
     with cluster.client(None, n_workers=WORKERS, dashboard=False, processes=processes) as client:
         ready = time.perf_counter()
@@ -89,18 +96,11 @@ def stage_jwdask(folder: Path, tile: int, processes: bool) -> dict[str, Any]:
 
 def stage_jwst(folder: Path) -> dict[str, Any]:
     """Child: jwst's Detector1Pipeline with the simulator's references (tests/official.py)."""
-    import pytest
+    with jwst_child(folder, "jwst") as child:
+        from tests.official import run_official_detector1
 
-    sys.path.insert(0, str(REPO))
-    from tests.official import run_official_detector1
-
-    job = json.loads((folder / "job.json").read_text())
-    out = folder / "jwst"
-    out.mkdir(exist_ok=True)
-    logging.disable(logging.INFO)
-    refs = {k: Path(v) for k, v in job["reference_files"].items()}
-    with pytest.MonkeyPatch.context() as mp:
-        rate, timing = timed(lambda: run_official_detector1(Path(job["uncal"]), refs, out, mp))
+        rate, timing = timed(lambda: run_official_detector1(Path(child.job["uncal"]), child.reference_files,
+                                                            child.out, child.monkeypatch))
     timing["rate"] = str(rate)
     return timing
 
@@ -249,12 +249,8 @@ def main() -> None:
     if not args.skip_kernels:
         kernels()
     if not args.skip_stage:
-        if args.workdir is None:
-            with tempfile.TemporaryDirectory() as tmp:
-                stage(Path(tmp), args.tile, args.seed)
-        else:
-            args.workdir.mkdir(parents=True, exist_ok=True)
-            stage(args.workdir, args.tile, args.seed)
+        with workdir_or_temporary(args.workdir) as folder:
+            stage(folder, args.tile, args.seed)
 
 
 if __name__ == "__main__":

@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import re
-import sys
 import tempfile
 import threading
 import time
@@ -33,10 +31,19 @@ from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
-from _common import emit, machine, run_child, timed, tree_cpu_seconds, worker_usage
+from _common import (
+    emit,
+    jwst_child,
+    machine,
+    read_job,
+    run_child,
+    timed,
+    tree_cpu_seconds,
+    workdir_or_temporary,
+    worker_usage,
+)
 from detector1 import task_profile
 
-REPO = Path(__file__).resolve().parent.parent
 SPEED_TARGET = 2.0
 WORKERS = 2
 ARRAYS = ("SCI", "ERR", "VAR_POISSON", "VAR_RNOISE", "VAR_FLAT")
@@ -132,7 +139,7 @@ def child_jwdask(folder: Path, tile: int, resample_tile: int, processes: bool) -
     from jwdask.pipeline import Pipeline
     from jwdask.refs import RefProvider
 
-    job = json.loads((folder / "job.json").read_text())
+    job = read_job(folder)
     pipeline = Pipeline.load("image2").with_params(resample={"tile": resample_tile})
     start = time.perf_counter()
     cpu = tree_cpu_seconds()
@@ -164,19 +171,12 @@ def child_jwdask(folder: Path, tile: int, resample_tile: int, processes: bool) -
 
 def child_jwst(folder: Path) -> dict[str, Any]:
     """Child: jwst's Image2Pipeline (with resample, as jwdask) on each rate file in turn."""
-    import pytest
+    with TreePeakRSS() as rss, jwst_child(folder, "jwst") as child:
+        from tests.official import run_official_image2
 
-    sys.path.insert(0, str(REPO))
-    from tests.official import run_official_image2
-
-    job = json.loads((folder / "job.json").read_text())
-    out = folder / "jwst"
-    out.mkdir(exist_ok=True)
-    logging.disable(logging.INFO)
-    refs = {k: Path(v) for k, v in job["reference_files"].items()}
-    with TreePeakRSS() as rss, pytest.MonkeyPatch.context() as mp:
-        cals, timing = timed(lambda: [str(run_official_image2(Path(r), refs, out, mp, resample={"skip": False}))
-                                      for r in job["rates"]])
+        cals, timing = timed(lambda: [str(run_official_image2(Path(r), child.reference_files, child.out,
+                                                              child.monkeypatch, resample={"skip": False}))
+                                      for r in child.job["rates"]])
     timing.update({"cal": sorted(cals), "tree_peak_rss_mb": rss.peak_mb})
     return timing
 
@@ -298,12 +298,8 @@ def main() -> None:
         emit(child_jwst(args.folder))
         return
     print(f"machine: {machine()}")
-    if args.workdir is None:
-        with tempfile.TemporaryDirectory() as tmp:
-            stage(Path(tmp), args.tile, args.resample_tile, args.seed, args.detector1_tile)
-    else:
-        args.workdir.mkdir(parents=True, exist_ok=True)
-        stage(args.workdir, args.tile, args.resample_tile, args.seed, args.detector1_tile)
+    with workdir_or_temporary(args.workdir) as folder:
+        stage(folder, args.tile, args.resample_tile, args.seed, args.detector1_tile)
 
 
 if __name__ == "__main__":

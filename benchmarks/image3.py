@@ -34,19 +34,26 @@ import argparse
 import copy
 import dataclasses
 import json
-import logging
 import math
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import emit, machine, run_child, timed, tree_cpu_seconds, worker_usage
+from _common import (
+    emit,
+    jwst_child,
+    machine,
+    read_job,
+    run_child,
+    timed,
+    tree_cpu_seconds,
+    workdir_or_temporary,
+    worker_usage,
+)
 from image2 import TreePeakRSS
 
-REPO = Path(__file__).resolve().parent.parent
 SPEED_TARGET = 2.0
 MEMORY_TARGET = 0.5
 SCALING_TARGET = 0.8
@@ -115,7 +122,7 @@ def child_jwdask_resample(folder: Path, workers: int, tile: int, processes: bool
     from jwdask.image3.resample import resample_mosaic
     from jwdask.io.products import compute_writes, open_product, prepare_write
 
-    job = json.loads((folder / "job.json").read_text())
+    job = read_job(folder)
     out = folder / f"jwdask-resample-{workers}-{'processes' if processes else 'threads'}"
     out.mkdir(exist_ok=True)
     with TreePeakRSS() as rss, cluster.client(None, n_workers=workers, dashboard=False,
@@ -137,7 +144,7 @@ def child_jwdask_stage(folder: Path, tile: int, processes: bool) -> dict[str, An
     from jwdask.pipeline import Pipeline
     from jwdask.refs import RefProvider
 
-    job = json.loads((folder / "job.json").read_text())
+    job = read_job(folder)
     out = folder / f"jwdask-stage-{'processes' if processes else 'threads'}"
     out.mkdir(exist_ok=True)
     pipeline = Pipeline.load("image3").with_params(tweakreg={"abs_refcat": job["refcat"]})
@@ -149,29 +156,14 @@ def child_jwdask_stage(folder: Path, tile: int, processes: bool) -> dict[str, An
         return _jwdask_usage(client, run, rss, processes)
 
 
-def _quiet_jwst() -> None:
-    for name in ("stpipe", "jwst", "stcal", "tweakwcs", "crds", "drizzle"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-
-
 def child_jwst_resample(folder: Path) -> dict[str, Any]:
     """Child: jwst's ResampleStep on the association of cal files."""
-    import pytest
-
-    sys.path.insert(0, str(REPO))
-    from tests.official import offline_crds
-
-    job = json.loads((folder / "job.json").read_text())
-    out = folder / "jwst-resample"
-    out.mkdir(exist_ok=True)
-    _quiet_jwst()
-    with TreePeakRSS() as rss, pytest.MonkeyPatch.context() as mp:
-        offline_crds(out, mp)
+    with TreePeakRSS() as rss, jwst_child(folder, "jwst-resample") as child:
         from jwst.resample import ResampleStep
 
         def work() -> str:
-            path = out / f"{job['product']}_i2d.fits"
-            result = ResampleStep.call(job["asn"])
+            path = child.out / f"{child.job['product']}_i2d.fits"
+            result = ResampleStep.call(child.job["asn"])
             result.save(str(path))
             return str(path)
 
@@ -183,19 +175,13 @@ def child_jwst_resample(folder: Path) -> dict[str, Any]:
 
 def child_jwst_stage(folder: Path) -> dict[str, Any]:
     """Child: jwst's Image3Pipeline on the association."""
-    import pytest
+    with TreePeakRSS() as rss, jwst_child(folder, "jwst-stage") as child:
+        from tests.official import run_official_image3
 
-    sys.path.insert(0, str(REPO))
-    from tests.official import run_official_image3
-
-    job = json.loads((folder / "job.json").read_text())
-    out = folder / "jwst-stage"
-    out.mkdir(exist_ok=True)
-    _quiet_jwst()
-    refs = {k: Path(v) for k, v in job["reference_files"].items()}
-    with TreePeakRSS() as rss, pytest.MonkeyPatch.context() as mp:
+        job = child.job
         cpu = tree_cpu_seconds()
-        i2d, run = timed(lambda: str(run_official_image3(Path(job["asn"]), refs, out, mp, refcat=Path(job["refcat"]))))
+        i2d, run = timed(lambda: str(run_official_image3(Path(job["asn"]), child.reference_files, child.out,
+                                                         child.monkeypatch, refcat=Path(job["refcat"]))))
     run.update({"cpu_seconds": tree_cpu_seconds() - cpu, "i2d": i2d, "tree_peak_rss_mb": rss.peak_mb})
     return run
 
@@ -397,13 +383,11 @@ def main() -> None:
         emit(children[args.child]())
         return
     print(f"machine: {machine()}")
-    with tempfile.TemporaryDirectory() as tmp:
-        workdir = args.workdir or Path(tmp)
-        workdir.mkdir(parents=True, exist_ok=True)
+    with workdir_or_temporary(args.workdir) as folder:
         if args.scale:
-            scale(workdir, args.scale, args.scale_source, args.tile, args.seed)
+            scale(folder, args.scale, args.scale_source, args.tile, args.seed)
         else:
-            compare(workdir, args.tile, args.seed, (args.only,) if args.only else ("resample", "stage"))
+            compare(folder, args.tile, args.seed, (args.only,) if args.only else ("resample", "stage"))
 
 
 if __name__ == "__main__":

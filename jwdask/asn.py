@@ -1,7 +1,7 @@
 """JWST association files (``*_asn.json``): which exposures make which product.
 
-Only the fields the stages use are read: ``asn_type``, ``asn_id`` and the first product's
-``name`` and members (``expname`` relative to the association's folder, ``exptype``).
+Only the fields the stages use are read: ``asn_type``, ``asn_id``, ``asn_pool`` and the first
+product's ``name`` and members (``expname`` relative to the association's folder, ``exptype``).
 """
 
 from __future__ import annotations
@@ -25,13 +25,20 @@ class Member:
 
 @dataclass(frozen=True)
 class AssociationFile:
-    """A parsed association: type, id, product name and members."""
+    """A parsed association: type, id, product name, members and pool."""
 
     url: str
     asn_type: str
     asn_id: str
     product_name: str
     members: tuple[Member, ...]
+    pool_name: str | None = None
+    """The association pool (``asn_pool``), None when the file has none."""
+
+    @property
+    def table_name(self) -> str:
+        """The association's file name (jwst's ``meta.asn.table_name``, FITS ``ASNTABLE``)."""
+        return posixpath.basename(self.url)
 
     def of_type(self, exptype: str) -> list[str]:
         """URLs of the members of one type (``science``, ``background``...)."""
@@ -67,5 +74,6 @@ def load_association(url: str) -> AssociationFile:
         members.append(Member(resolved, str(m.get("exptype", "science")).lower()))
     if not members:
         raise InputError(url, "products[0].members", "the association has no members")
+    pool = asn.get("asn_pool")
     return AssociationFile(url, str(asn.get("asn_type", "")).lower(), str(asn.get("asn_id", "")), name,
-                           tuple(members))
+                           tuple(members), None if pool is None else str(pool))

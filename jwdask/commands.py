@@ -215,7 +215,7 @@ def prepare_association(pipeline: Pipeline, url: str, out: str, refs: Any, *, ti
     if not science:
         raise InputError(url, "products[0].members", "no science members")
     exposures = tuple(open_input(member, "cal", tile) for member in science)
-    data = Image3Data(exposures, asn.product_name, asn.asn_id or "a3001")
+    data = Image3Data.from_association(asn, exposures)
     final, _ = pipeline.run_all(data, refs)
     writes, tasks = prepare_products(final, out)
     prepared = PreparedWrites(list(writes), list(tasks))

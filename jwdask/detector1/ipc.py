@@ -1,11 +1,14 @@
 """ipc: correct inter-pixel capacitance by convolving every group [DN] with the IPC kernel.
 
-The IPC reference holds the (deconvolution) kernel; reference pixels are unchanged and count
-as 0 in the sums. Per (y, x) tile with a halo of half the kernel size; bit-identical to jwst.
+The IPC reference holds the (deconvolution) kernel: a small 2-D ``k[ky, kx]`` for every pixel,
+or a per-pixel 4-D ``k[ky, kx, y, x]`` (NIRSpec). Reference pixels are unchanged and count as 0
+in the sums. Per (y, x) tile with a halo of half the kernel size; a 4-D reference is read per
+tile, never whole. Bit-identical to jwst 3.0.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
@@ -14,12 +17,20 @@ import xarray as xr
 from jwdask.detector1._ramp import require_ramp
 from jwdask.errors import ReferenceFileError
 from jwdask.kernels.ipc import correct_ipc, halo_depth, reference_pixel_mask
+from jwdask.refs import cut_to
 from jwdask.steps import completed, skipped
 from jwdask.tiles import map_tiles
 
+log = logging.getLogger(__name__)
+
+MAX_KERNEL = 9
+"""Largest kernel side [pixels] accepted from an IPC reference."""
+MAX_AXIS = 2048
+"""Longest (y or x) axis of a non-IRS2 near-IR frame [pixels]; jwst treats longer ones as IRS2."""
+
 
 def ipc(ds: xr.Dataset, refs: Any) -> xr.Dataset:
-    """Apply the IPC correction to ``sci`` (no parameters)."""
+    """Apply the IPC correction to ``sci`` [DN] (no parameters); 2-D or per-pixel 4-D kernels."""
     require_ramp(ds, "ipc")
     if refs is None:
         raise ReferenceFileError("ipc", "no reference provider was given (pass refs=RefProvider(...))")
@@ -27,22 +38,53 @@ def ipc(ds: xr.Dataset, refs: Any) -> xr.Dataset:
     if refs.path("ipc", meta) is None:
         return skipped(ds, "ipc", "no ipc reference", ref_files={"ipc": "N/A"})
     name = refs.record("ipc", meta)
-    ref = refs.open("ipc", meta)
-    kernel = np.asarray(ref.sci.values, dtype=np.float32)
-    if kernel.ndim != 2:
-        msg = (f"{name}: per-pixel (4-D) IPC kernels of shape {kernel.shape} are not implemented "
-               "in jwdask; only 2-D kernels are")
+    if max(ds.sizes["y"], ds.sizes["x"]) > MAX_AXIS:
+        msg = (f"ipc: IRS2-format exposures ({ds.sizes['y']} x {ds.sizes['x']} pixels, NIRSpec IRS2 "
+               "readout) are not implemented in jwdask")
         raise NotImplementedError(msg)
-    if kernel.shape[0] > 9 or kernel.shape[1] > 9:
-        raise ReferenceFileError("ipc", f"{name}: kernel shape {kernel.shape} is not a small IPC kernel")
+    chunks = {d: ds.chunks[d] for d in ("y", "x")}
+    try:
+        ref = refs.open("ipc", meta, tile=(max(chunks["y"]), max(chunks["x"])))
+    except ValueError as exc:  # a 4-D kernel that is neither full frame nor placed: ky/kx twice
+        msg = (f"{name}: SCI is not a 2-D kernel nor a per-pixel (4-D) kernel that is full frame or "
+               f"placed by SUBSTRT1/2 keywords ({exc})")
+        raise ReferenceFileError("ipc", msg) from exc
+    kernel = _kernel_of(ref, name)
     miri = str(meta.get("instrument", {}).get("name", "")).upper() == "MIRI"
     refmask = xr.DataArray(reference_pixel_mask(ds.y.values, ds.x.values, miri=miri), dims=("y", "x"))
-    corrected = map_tiles(_correct, [ds.sci, refmask], {"sci": (ds.sci.dims, np.float32)},
-                          like=ds.sci, depth=halo_depth(kernel.shape), name="ipc", ipc_kernel=kernel)
+    out_spec = {"sci": (ds.sci.dims, np.float32)}
+    depth = halo_depth(kernel.shape)
+    if kernel.ndim == 2:
+        kernel2d = np.asarray(kernel.values, dtype=np.float32)
+        corrected = map_tiles(_correct, [ds.sci, refmask, None], out_spec, like=ds.sci, depth=depth,
+                              name="ipc", ipc_kernel=kernel2d)
+    else:
+        per_pixel = cut_to(ref, ds).sci.chunk(chunks).astype(np.float32)
+        log.info("ipc: per-pixel kernel %s x %s from %s", kernel.sizes["ky"], kernel.sizes["kx"], name)
+        corrected = map_tiles(_correct, [ds.sci, refmask, per_pixel], out_spec, like=ds.sci, depth=depth,
+                              name="ipc")
     corrected["sci"].attrs = dict(ds.sci.attrs)
     return completed(ds, "ipc", corrected, ref_files={"ipc": name})
 
 
-def _correct(sci: np.ndarray, refmask: np.ndarray, *, ipc_kernel: np.ndarray,
-             halo: tuple[int, int, int, int] = (0, 0, 0, 0)) -> Any:
-    return correct_ipc(sci, ipc_kernel, refmask, halo=halo)
+def _kernel_of(ref: xr.Dataset, name: str) -> xr.DataArray:
+    """The reference's SCI kernel, checked: 2-D ``(ky, kx)`` or 4-D ``(ky, kx, y, x)`` with
+    full-frame coordinates, each kernel side at most :data:`MAX_KERNEL`."""
+    if "sci" not in ref:
+        raise ReferenceFileError("ipc", f"{name}: no SCI image (has {sorted(map(str, ref.data_vars))})")
+    kernel = ref.sci
+    if kernel.ndim not in (2, 4):
+        msg = f"{name}: SCI has shape {kernel.shape}; an IPC kernel is 2-D (ky, kx) or 4-D (ky, kx, y, x)"
+        raise ReferenceFileError("ipc", msg)
+    if kernel.ndim == 4 and ("y" not in ref.coords or "x" not in ref.coords):
+        msg = (f"{name}: per-pixel kernel SCI {kernel.shape} is neither full frame nor has "
+               "SUBSTRT1/2 keywords placing it on the detector")
+        raise ReferenceFileError("ipc", msg)
+    if kernel.shape[0] > MAX_KERNEL or kernel.shape[1] > MAX_KERNEL:
+        raise ReferenceFileError("ipc", f"{name}: kernel shape {kernel.shape} is not a small IPC kernel")
+    return kernel
+
+
+def _correct(sci: np.ndarray, refmask: np.ndarray, per_pixel: np.ndarray | None, *,
+             ipc_kernel: np.ndarray | None = None, halo: tuple[int, int, int, int] = (0, 0, 0, 0)) -> Any:
+    return correct_ipc(sci, per_pixel if per_pixel is not None else ipc_kernel, refmask, halo=halo)

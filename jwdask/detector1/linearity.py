@@ -2,52 +2,108 @@
 
 ``F_lin = c0 + c1 F + c2 F^2 + ...``; SATURATED groups keep their value. Pixels with NaN
 coefficients or a zero linear term get identity coefficients and NO_LIN_CORR; the reference
-dq is OR-ed into ``pixeldq``. ZEROFRAME is corrected too (zeros stay zero).
+dq is OR-ed into ``pixeldq``. ZEROFRAME is corrected too (zeros stay zero). As in jwst 3.0, a
+reference with INV_COEFFS, NFRAMES > 1 and no explicit read times select the read-level
+correction (each group modelled as the mean of its NFRAMES frames along a linear ramp).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
 import xarray as xr
+from astropy.io import fits
 
-from jwdask import dqflags
 from jwdask.detector1._ramp import exposure, require_ramp
+from jwdask.errors import InputError, ReferenceFileError
+from jwdask.io import keywords
+from jwdask.kernels.linearity import correct_linearity
 from jwdask.steps import completed, reference, skipped
+from jwdask.tiles import map_tiles
+
+log = logging.getLogger(__name__)
+
+EXPECTED_SHAPE = "expected (ncoeffs >= 2, y, x) over the same pixels as COEFFS"
 
 
 def linearity(ds: xr.Dataset, refs: Any) -> xr.Dataset:
-    """Apply the classic (group-level) linearity correction (no parameters)."""
+    """Apply the linearity correction to ``sci`` [DN] (no parameters): group-level, or
+    read-level when the reference has INV_COEFFS and the exposure averages NFRAMES > 1 frames."""
     require_ramp(ds, "linearity")
-    ref, name = reference(refs, "linearity", ds)
+    try:
+        ref, name = reference(refs, "linearity", ds)
+    except ValueError as exc:  # xarray cannot align COEFFS and INV_COEFFS of different lengths
+        _check_coefficient_counts(refs.path("linearity", ds.attrs.get("meta", {})), exc)
+        raise
     if ref is None:
         return skipped(ds, "linearity", "no linearity reference", ref_files={"linearity": name})
-    if "inv_coeffs" in ref and int(exposure(ds, "nframes")) > 1:
-        msg = ("linearity: the read-level correction (INV_COEFFS with NFRAMES > 1, spec §6.9) "
-               "is not implemented in jwdask yet")
-        raise NotImplementedError(msg)
-    coeffs = ref.coeffs.astype(np.float32)
-    ref_dq = ref.dq.astype(np.uint32)
-    bad = coeffs.isnull().any("coeff") | (coeffs.isel(coeff=1) == 0)
-    identity = (ref_dq & dqflags.NO_LIN_CORR).astype(bool) | bad
-    unit = xr.DataArray(np.eye(1, coeffs.sizes["coeff"], 1, dtype=np.float32)[0], dims=("coeff",))
-    coeffs = xr.where(identity, unit, coeffs).astype(np.float32)
-    pixeldq = ds.pixeldq | ref_dq | xr.where(bad, np.uint32(dqflags.NO_LIN_CORR), np.uint32(0))
-    saturated = (ds.groupdq & dqflags.SATURATED).astype(bool)
-    sci = xr.where(saturated, ds.sci, _horner(coeffs, ds.sci)).astype(np.float32).transpose(*ds.sci.dims)
-    sci.attrs = dict(ds.sci.attrs)
-    variables = {"sci": sci, "pixeldq": pixeldq.astype(np.uint32)}
-    if "zeroframe" in ds:
-        z = ds.zeroframe
-        variables["zeroframe"] = xr.where(z == 0, z, _horner(coeffs, z)).astype(np.float32).transpose(*z.dims)
+    coeffs = _coefficients(ref, "coeffs", name)
+    if "dq" not in ref:
+        raise ReferenceFileError("linearity", f"{name}: no DQ image")
+    nframes = int(exposure(ds, "nframes")) if "inv_coeffs" in ref else 1
+    inv_coeffs = None
+    if "inv_coeffs" in ref and nframes > 1 and not _has_read_times(ds):
+        inv_coeffs = _coefficients(ref, "inv_coeffs", name)
+        log.info("linearity: read-level correction (INV_COEFFS, NFRAMES=%d)", nframes)
+        if ds.sizes["group"] < 2:
+            msg = (f"the read-level linearity correction (INV_COEFFS in {name}, NFRAMES={nframes}) "
+                   "needs at least 2 groups per integration")
+            raise InputError(ds.attrs.get("source", "exposure"), "PRIMARY NGROUPS", msg)
+    outputs = {"sci": (ds.sci.dims, np.float32), "pixeldq": (ds.pixeldq.dims, np.uint32)}
+    zeroframe = ds.zeroframe if "zeroframe" in ds else None
+    if zeroframe is not None:
+        outputs["zeroframe"] = (zeroframe.dims, np.float32)
+    variables = map_tiles(_correct, [ds.sci, ds.groupdq, ds.pixeldq, coeffs, ref.dq, zeroframe, inv_coeffs],
+                          outputs, like=ds.sci, name="linearity", nframes=nframes)
+    for var, out in variables.items():
+        out.attrs = dict(ds[var].attrs)
     return completed(ds, "linearity", variables, ref_files={"linearity": name})
 
 
-def _horner(coeffs: xr.DataArray, values: xr.DataArray) -> xr.DataArray:
-    """``sum_k coeffs[k] * values**k`` evaluated by Horner's rule in float32."""
-    n = coeffs.sizes["coeff"]
-    result = coeffs.isel(coeff=n - 1, drop=True)
-    for k in range(n - 2, -1, -1):
-        result = (result * values + coeffs.isel(coeff=k, drop=True)).astype(np.float32)
-    return result
+def _coefficients(ref: xr.Dataset, var: str, name: str) -> xr.DataArray:
+    """``ref[var]`` as float32 ``(coeff, y, x)`` (the reader has already checked that every
+    image covers the same pixels)."""
+    if var not in ref:
+        raise ReferenceFileError("linearity", f"{name}: no {var.upper()} image")
+    values = ref[var]
+    if values.ndim != 3 or values.dims[1:] != ("y", "x") or values.shape[0] < 2:
+        msg = f"{name}: {var.upper()} has shape {tuple(values.shape)} over the exposure's pixels; {EXPECTED_SHAPE}"
+        raise ReferenceFileError("linearity", msg)
+    return values.astype(np.float32)
+
+
+def _check_coefficient_counts(path: str | None, exc: Exception) -> None:
+    """Turn a reference whose COEFFS and INV_COEFFS differ in length into a clear error: a
+    ReferenceFileError for fewer than 2 inverse coefficients, else NotImplementedError (jwst
+    accepts differing counts; jwdask's reference reader gives both HDUs one ``coeff`` axis)."""
+    try:
+        shapes = {hdu: _hdu_shape(fits.getheader(str(path), hdu)) for hdu in ("COEFFS", "INV_COEFFS")}
+    except (OSError, KeyError, TypeError):
+        return
+    if len(shapes["INV_COEFFS"]) != 3 or shapes["INV_COEFFS"][0] < 2:
+        msg = f"{path}: INV_COEFFS has shape {shapes['INV_COEFFS']}; {EXPECTED_SHAPE}"
+        raise ReferenceFileError("linearity", msg) from exc
+    if len(shapes["COEFFS"]) == 3 and shapes["COEFFS"][0] != shapes["INV_COEFFS"][0]:
+        msg = (f"{path}: COEFFS has {shapes['COEFFS'][0]} coefficients and INV_COEFFS "
+               f"{shapes['INV_COEFFS'][0]}; references with differing counts are not implemented in "
+               "jwdask's reference reader")
+        raise NotImplementedError(msg) from exc
+
+
+def _hdu_shape(header: fits.Header) -> tuple[int, ...]:
+    """Numpy shape of an image HDU from its NAXISn keywords."""
+    return tuple(int(header[f"NAXIS{i}"]) for i in range(int(header["NAXIS"]), 0, -1))
+
+
+def _has_read_times(ds: xr.Dataset) -> bool:
+    """Whether the exposure lists explicit read times (``meta.exposure.read_times``)."""
+    read_times = keywords.get(ds.attrs.get("meta", {}), "exposure.read_times")
+    return read_times is not None and len(read_times) > 0
+
+
+def _correct(sci: np.ndarray, groupdq: np.ndarray, pixeldq: np.ndarray, coeffs: np.ndarray, lin_dq: np.ndarray,
+             zeroframe: np.ndarray | None, inv_coeffs: np.ndarray | None, *, nframes: int) -> Any:
+    return correct_linearity(sci, groupdq, pixeldq, coeffs, lin_dq.astype(np.uint32), zeroframe=zeroframe,
+                             inv_coeffs=inv_coeffs, nframes=nframes)

@@ -53,7 +53,8 @@ def ramp_fit(ds: xr.Dataset, refs: object, *, algorithm: str = "OLS_C", suppress
         msg = f"ramp_fit: unknown algorithm {algorithm!r} (OLS_C or LIKELY)"
         raise ParameterError(msg)
     require_ramp(ds, "ramp_fit")
-    algorithm = _effective_algorithm(ds, algorithm.upper())
+    read_times = _read_times(ds)
+    algorithm = _effective_algorithm(ds, algorithm.upper(), read_times)
     gain, gain_name = reference(refs, "gain", ds)
     readnoise, rn_name = reference(refs, "readnoise", ds)
     if gain is None or readnoise is None:
@@ -64,7 +65,6 @@ def ramp_fit(ds: xr.Dataset, refs: object, *, algorithm: str = "OLS_C", suppress
                for name in RATE_VARS for ints in (False, True)}
     names = {f"{k}_ints": f"{v}_ints" for k, v in _KERNEL_NAMES.items()} | _KERNEL_NAMES
     if algorithm == "LIKELY":
-        read_times = _read_times(ds)
         nframes = int(exposure(ds, "nframes"))
         if "zeroframe" in ds and (len(read_times[0]) if read_times else nframes) < 2:
             log.warning("ramp_fit: ZEROFRAME present but the first group has < 2 reads; LIKELY ignores it")
@@ -123,9 +123,10 @@ def _read_times(ds: xr.Dataset) -> list[list[float]] | None:
     return times
 
 
-def _effective_algorithm(ds: xr.Dataset, algorithm: str) -> str:
-    """The algorithm jwst's RampFitStep really runs for this exposure."""
-    if _read_times(ds) is not None and algorithm != "LIKELY":
+def _effective_algorithm(ds: xr.Dataset, algorithm: str, read_times: list[list[float]] | None) -> str:
+    """The algorithm jwst's RampFitStep really runs for this exposure (``read_times`` as
+    :func:`_read_times`)."""
+    if read_times is not None and algorithm != "LIKELY":
         log.warning("ramp_fit: the exposure has explicit read times (unevenly sampled); using LIKELY")
         algorithm = "LIKELY"
     ngroups = int(ds.sizes["group"])

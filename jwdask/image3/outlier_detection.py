@@ -184,9 +184,19 @@ def _resampled_intermediates(datasets: list[xr.Dataset], grid: OutputGrid, media
                                        _image(median, meta, grid.wcs, first)))
     for ds, blot in zip(datasets, blots, strict=True):
         out.append(Intermediate(file_root(ds), "blot", "blot",
-                                _image(blot, copy.deepcopy(dict(ds.attrs.get("meta", {}))), ds.attrs.get("wcs"), ds,
+                                _image(blot, _blot_meta(ds), ds.attrs.get("wcs"), ds,
                                        coords={k: ds.coords[k] for k in ("y", "x") if k in ds.coords})))
     return out
+
+
+def _blot_meta(ds: xr.Dataset) -> dict[str, Any]:
+    """A blot image's metadata: its exposure's, ERR unit included (jwst copies the exposure's
+    metadata, so its ``_blot`` has a header-only ERR extension with BUNIT, and no error array)."""
+    meta = copy.deepcopy(dict(ds.attrs.get("meta", {})))
+    unit = ds["err"].attrs.get("units")
+    if unit:
+        meta["bunit_err"] = unit
+    return meta
 
 
 def _image(data: da.Array, meta: dict[str, Any], wcs: Any, like: xr.Dataset,

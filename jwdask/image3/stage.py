@@ -9,18 +9,20 @@ below let the Image3 step functions (lists of Datasets in, lists out) be pipelin
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime
 import functools
 import logging
 import posixpath
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import dask
 import numpy as np
 import xarray as xr
 
+from jwdask.asn import AssociationFile
 from jwdask.errors import ParameterError
 from jwdask.image3 import outlier_detection as _outlier
 from jwdask.image3 import resample as _resample
@@ -55,12 +57,31 @@ class Image3Data:
     """Extra products ``(file name, product kind, Dataset)``: outlier_detection's
     ``save_intermediate_results`` (``_outlier_i2d``, ``_median``, ``_blot``)."""
 
+    @classmethod
+    def from_association(cls, asn: AssociationFile, exposures: Sequence[xr.Dataset]) -> Image3Data:
+        """The association's science exposures on their way through Image3, each carrying the
+        association's pool and file name (``meta.asn.pool_name``/``table_name``: ASNPOOL,
+        ASNTABLE) as jwst's ModelLibrary gives its members; the crf files, the HDRTAB rows and
+        the products made from the exposures (i2d, segm, intermediates) inherit them. A
+        missing ``asn_pool`` leaves each exposure's own value, as jwst."""
+        return cls(tuple(with_association(ds, asn.pool_name, asn.table_name) for ds in exposures),
+                   asn.product_name, asn.asn_id or "a3001")
+
     def mark_skipped(self, step: str, reason: str) -> Image3Data:
         """Every exposure (and the mosaic) with the step marked SKIPPED."""
         log.info("%s: skipped (%s)", step, reason)
         return dataclasses.replace(
             self, exposures=tuple(skipped(ds, step, reason) for ds in self.exposures),
             mosaic=None if self.mosaic is None else skipped(self.mosaic, step, reason))
+
+
+def with_association(exposure: xr.Dataset, pool_name: str | None, table_name: str) -> xr.Dataset:
+    """The exposure with ``meta.asn.table_name`` (and ``pool_name`` unless None) set."""
+    meta = copy.deepcopy(dict(exposure.attrs.get("meta", {})))
+    keywords.put(meta, "asn.table_name", table_name)
+    if pool_name is not None:
+        keywords.put(meta, "asn.pool_name", pool_name)
+    return exposure.assign_attrs(meta=meta)
 
 
 def _on_exposures(function: Callable[..., list[xr.Dataset]]) -> Callable[..., Image3Data]:

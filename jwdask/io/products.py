@@ -45,13 +45,16 @@ RAMP = ("integration", "group", "y", "x")
 
 @dataclass(frozen=True)
 class ArraySpec:
-    """One image HDU of a product: EXTNAME, logical dtype, dims, unit role, optional."""
+    """One image HDU of a product: EXTNAME, logical dtype, dims, unit role, optional; a
+    ``header_only`` HDU missing from the Dataset is still written, without data (NAXIS = 0),
+    when the metadata has keywords for it (as jwst writes an array it never set)."""
 
     extname: str
     dtype: str
     dims: tuple[str, ...]
     unit: str | None = None  # "data" (SCI's unit), "err" (ERR's unit) or None
     optional: bool = False
+    header_only: bool = False
 
     @property
     def var(self) -> str:
@@ -106,7 +109,8 @@ PRODUCTS: dict[str, ProductSpec] = {
     "median": ProductSpec("median", "ImageModel", (ArraySpec("SCI", "float32", IMAGE, "data"),),
                           detector_frame=False),
     "blot": ProductSpec("blot", "ImageModel", (
-        ArraySpec("SCI", "float32", IMAGE, "data"), ArraySpec("ERR", "float32", IMAGE, "err", optional=True))),
+        ArraySpec("SCI", "float32", IMAGE, "data"),
+        ArraySpec("ERR", "float32", IMAGE, "err", optional=True, header_only=True))),
     "segm": ProductSpec("segm", "SegmentationMapModel", (ArraySpec("SCI", "uint32", IMAGE),),
                         detector_frame=False),
     "combinedbackground": ProductSpec("combinedbackground", "ImageModel", (
@@ -239,12 +243,21 @@ def _asdf_tree(meta: Mapping[str, Any], spec: ProductSpec, arrays: Mapping[str, 
 
 
 def _headers(meta: Mapping[str, Any], spec: ProductSpec,
-             arrays: Mapping[str, da.Array]) -> tuple[fits.Header, list[tuple[fits.Header, np.dtype, str, int]]]:
+             arrays: Mapping[str, Any]) -> tuple[fits.Header, list[tuple[fits.Header, np.dtype | None, str, int]]]:
     primary = fits.Header([("SIMPLE", True), ("BITPIX", 8), ("NAXIS", 0), ("EXTEND", True)])
     _add_cards(primary, keywords.meta_to_cards(meta, "PRIMARY"))
     images = []
-    for extname, data in arrays.items():
-        bitpix, bzero, disk, mask = disk_layout(np.dtype(spec.array(extname).dtype))
+    for a in spec.arrays:
+        if a.extname not in arrays:
+            cards = list(keywords.meta_to_cards(meta, a.extname)) if a.header_only else []
+            if cards:
+                header = fits.Header([("XTENSION", "IMAGE"), ("BITPIX", 8), ("NAXIS", 0), ("PCOUNT", 0),
+                                      ("GCOUNT", 1), ("EXTNAME", a.extname), ("EXTVER", 1)])
+                _add_cards(header, cards)
+                images.append((header, None, a.extname, 0))
+            continue
+        extname, data = a.extname, arrays[a.extname]
+        bitpix, bzero, disk, mask = disk_layout(np.dtype(a.dtype))
         header = fits.Header([("XTENSION", "IMAGE"), ("BITPIX", bitpix), ("NAXIS", data.ndim)])
         for i, n in enumerate(reversed(data.shape), start=1):
             header[f"NAXIS{i}"] = int(n)
@@ -288,6 +301,8 @@ def _prepare_local(path: str, meta: dict[str, Any], spec: ProductSpec, arrays: d
             f.write(primary.tostring().encode("ascii"))
             for header, disk, extname, mask in images:
                 f.write(header.tostring().encode("ascii"))
+                if disk is None:  # a header-only HDU
+                    continue
                 offset = f.tell()
                 data = arrays[extname]
                 targets.append(FitsBlockTarget(tmp, offset, data.shape, disk.str, mask))
@@ -346,12 +361,15 @@ def encode(value: np.ndarray, disk: np.dtype, mask: int) -> np.ndarray:
 def _write_remote(url: str, storage_options: dict[str, Any], meta: dict[str, Any], spec: ProductSpec,
                   names: list[str], values: list[np.ndarray], tables: dict[str, Any],
                   tree: dict[str, Any]) -> str:
-    primary, images = _headers(meta, spec, dict(zip(names, values, strict=True)))
+    by_name = dict(zip(names, values, strict=True))
+    primary, images = _headers(meta, spec, by_name)
     buf = io.BytesIO()
     buf.write(primary.tostring().encode("ascii"))
-    for (header, disk, _, mask), data in zip(images, values, strict=True):
+    for header, disk, extname, mask in images:
         buf.write(header.tostring().encode("ascii"))
-        raw = encode(data, disk, mask).tobytes()
+        if disk is None:  # a header-only HDU
+            continue
+        raw = encode(by_name[extname], disk, mask).tobytes()
         buf.write(raw + b"\0" * (_pad(len(raw)) - len(raw)))
     buf.write(_table_bytes(tables, tree))
     with fsspec.open(url, "wb", **storage_options) as f:

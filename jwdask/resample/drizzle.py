@@ -1,4 +1,8 @@
-"""Drizzle one input exposure onto one output tile with the ``drizzle`` package's C kernel.
+"""Drizzle one input exposure onto one output tile.
+
+The square kernel (jwst's default) runs in :mod:`jwdask.kernels.drizzle`: SCI and the
+resampled variances in one pass, without the GIL; other kernels use the ``drizzle`` package's
+C kernel, one call per array.
 
 The work unit is an (exposure, output tile) pair. On the client, a coarse evaluation of the
 exposure's pixel map (every ``PLAN_STEP`` input pixels) tells which input pixels can reach
@@ -34,6 +38,7 @@ from scipy import interpolate
 
 from jwdask import dqflags
 from jwdask.errors import ParameterError
+from jwdask.kernels.drizzle import drizzle_square
 from jwdask.kernels.flat_field import match_nans_and_flags
 from jwdask.resample import scanner
 
@@ -437,6 +442,38 @@ def _drizzle(data: np.ndarray, weights: np.ndarray, pixmap: np.ndarray, overlap:
     return driz
 
 
+def _drizzle_all(arrays: list[np.ndarray], weights: np.ndarray, pixmap: np.ndarray, overlap: Overlap,
+                 params: DrizzleParams, *, dq: np.ndarray | None = None) -> Any:
+    """Drizzle ``arrays`` (same weights) onto the overlap's local output: float32 images
+    (NaN where nothing landed), float32 weights, the boolean context and the OR-ed DQ (or
+    None); None when no pixel could be drizzled.
+
+    The square kernel runs in one pass over all arrays (:mod:`jwdask.kernels.drizzle`,
+    equal to ``drizzle``'s C kernel where the pixel map is finite); other kernels, and pixel
+    maps with NaN (where the C code's own pixel selection applies), use ``drizzle``."""
+    xmin, xmax, ymin, ymax = overlap.driz
+    if params.kernel == "square" and np.isfinite(pixmap[ymin:ymax + 1, xmin:xmax + 1]).all():
+        shape = overlap.shape
+        images = np.full((len(arrays), *shape), np.nan, dtype=np.float32)
+        wht = np.zeros(shape, dtype=np.float32)
+        ctx = np.zeros(shape if params.enable_ctx else (0, 0), dtype=bool)
+        out_dq = np.zeros(shape if dq is not None else (0, 0), dtype=np.uint32)
+        none = np.zeros((0, 0), dtype=np.uint32)
+        stack = np.stack([np.asarray(a, dtype=np.float32) for a in arrays])
+        drizzle_square(stack, np.asarray(weights, dtype=np.float32), np.ascontiguousarray(pixmap, dtype=np.float64),
+                       images, wht, ctx, none if dq is None else np.asarray(dq, dtype=np.uint32), out_dq,
+                       xmin, xmax, ymin, ymax, float(params.pixfrac))
+        return list(images), wht, ctx, out_dq if dq is not None else None
+    first = _drizzle(arrays[0], weights, pixmap, overlap, params, ctx=params.enable_ctx, dq=dq)
+    if first is None:
+        return None
+    images = [first.out_img]
+    for extra in arrays[1:]:
+        images.append(_drizzle(extra, weights, pixmap, overlap, params).out_img)
+    ctx = (first.out_ctx[0] & np.uint32(1)).astype(bool) if params.enable_ctx else None
+    return images, first.out_wht, ctx, first.out_dq if dq is not None else None
+
+
 def drizzle_overlap(sci: np.ndarray, err: np.ndarray | None, dq: np.ndarray,
                     variances: Mapping[str, np.ndarray | None], *, info: InputInfo, overlap: Overlap,
                     params: DrizzleParams, pixmap: np.ndarray,
@@ -481,31 +518,29 @@ def drizzle_overlap(sci: np.ndarray, err: np.ndarray | None, dq: np.ndarray,
         out["con"] = np.zeros((params.n_planes, *tshape), dtype=np.uint32)
     if params.propagate_dq:
         out["dq"] = np.zeros(tshape, dtype=np.uint32)
-    driz = _drizzle(data, weights, pixmap, overlap, params, ctx=params.enable_ctx,
-                    dq=dq if params.propagate_dq else None)
-    del data
-    if driz is None:
-        return out
-    out["wht"] = driz.out_wht[cut].copy()
-    out["img"] = driz.out_img[cut].copy()
-    if params.enable_ctx:
-        bit = (driz.out_ctx[0][cut].astype(np.uint32) & np.uint32(1)) << np.uint32(info.index % 32)
-        out["con"][info.index // 32] = bit
-    if params.propagate_dq:
-        out["dq"] = driz.out_dq[cut].astype(np.uint32)
-    del driz
+    names = ["img"]
+    arrays = [data]
     if params.driz_err:
-        edriz = _drizzle(err, weights, pixmap, overlap, params)
-        if edriz is not None:
-            out["E"] = edriz.out_img[cut].copy()
+        names.append("E")
+        arrays.append(err)
     if params.enable_var:
         for name in VARIANCES:
             var = variances.get(name)
-            if var is None:
-                continue
-            vdriz = _drizzle(np.sqrt(var), weights, pixmap, overlap, params)
-            if vdriz is not None:
-                out[f"V:{name}"] = vdriz.out_img[cut] ** 2
+            if var is not None:
+                names.append(f"V:{name}")
+                arrays.append(np.sqrt(var))
+    del data
+    drizzled = _drizzle_all(arrays, weights, pixmap, overlap, params, dq=dq if params.propagate_dq else None)
+    if drizzled is None:
+        return out
+    images, wht, ctx, out_dq = drizzled
+    out["wht"] = wht[cut].copy()
+    for name, image in zip(names, images, strict=True):
+        out[name] = image[cut] ** 2 if name.startswith("V:") else image[cut].copy()
+    if params.enable_ctx:
+        out["con"][info.index // 32] = ctx[cut].astype(np.uint32) << np.uint32(info.index % 32)
+    if params.propagate_dq:
+        out["dq"] = out_dq[cut].astype(np.uint32)
     return out
 
 

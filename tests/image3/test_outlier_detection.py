@@ -208,6 +208,7 @@ def test_intermediate_products(tmp_path) -> None:
     offsets = [(0.0, 0.0), (0.0, 0.0), (7.3, 4.1), (-5.2, 9.7)]
     datasets = [exposure(k, offset=o) for k, o in enumerate(offsets)]
     datasets = [ds.assign_attrs(meta={**ds.attrs["meta"], "group_id": gid}) for ds, gid in zip(datasets, "aabc", strict=True)]
+    datasets[2]["err"].attrs["units"] = "MJy/sr"
     data, urls = _write_intermediates(datasets, tmp_path, tile=64)
     roots = [ds.attrs["meta"]["filename"].removesuffix("_cal.fits") for ds in datasets]
     names = sorted(p.name for p in tmp_path.iterdir())
@@ -233,9 +234,14 @@ def test_intermediate_products(tmp_path) -> None:
     assert full.sum() > 1000
     np.testing.assert_array_equal(median[full], np.median(scis[:, full], axis=0))
     with fits.open(tmp_path / f"{roots[2]}_o001_blot.fits") as hdul:
-        assert [h.name for h in hdul] == ["PRIMARY", "SCI", "ASDF"] and hdul["SCI"].data.shape == (90, 110)
+        assert [h.name for h in hdul] == ["PRIMARY", "SCI", "ERR", "ASDF"] and hdul["SCI"].data.shape == (90, 110)
         assert hdul[0].header["FILENAME"] == f"{roots[2]}_o001_blot.fits"
         assert np.isfinite(hdul["SCI"].data).mean() > 0.9
+        assert hdul["ERR"].data is None and hdul["ERR"].header["BUNIT"] == "MJy/sr"  # header only, as jwst
+    blot = open_product(str(tmp_path / f"{roots[2]}_o001_blot.fits"))
+    assert list(blot.data_vars) == ["sci"] and blot.attrs["meta"]["bunit_err"] == "MJy/sr"
+    with fits.open(tmp_path / f"{roots[1]}_o001_blot.fits") as hdul:  # no ERR unit, no ERR
+        assert [h.name for h in hdul] == ["PRIMARY", "SCI", "ASDF"]
     _, extras = detect_outliers(datasets, None, resample_data=False, save_intermediate_results=True)
     assert [(x.root, x.suffix, x.kind) for x in extras] == [(roots[0], "median", "median")]
 
@@ -251,7 +257,8 @@ def _intermediate_key(name: str) -> str:
 @pytest.mark.slow
 def test_intermediate_products_match_jwst(reduced, sky_files, tmp_path) -> None:
     """The _outlier_i2d, _median and _blot products equal those jwst's OutlierDetectionStep
-    writes with save_intermediate_results (exposures 1 and 2 one group)."""
+    writes with save_intermediate_results (exposures 1 and 2 one group), extension for
+    extension (imaging passes no median error to the blot, so jwst's _blot has no ERR)."""
     groups = ["g1", "g1", "g2", "g3"]
     theirs = tmp_path / "jwst"
     with offline_jwst(reduced.crds):
@@ -268,7 +275,11 @@ def test_intermediate_products_match_jwst(reduced, sky_files, tmp_path) -> None:
     assert sorted(our_files) == sorted(jwst_files) and len(our_files) == 3 + 1 + 4
     for key, path in our_files.items():
         with fits.open(path) as a, fits.open(jwst_files[key]) as b:
-            for name in ("SCI", "WHT"):
+            assert [h.name for h in a] == [h.name for h in b], key
+            for hdu in b[1:]:
+                if hdu.is_image and hdu.data is None:  # jwst's header-only ERR of the blot images
+                    assert a[hdu.name].data is None and a[hdu.name].header.get("BUNIT") == hdu.header.get("BUNIT"), key
+            for name in ("SCI", "ERR", "WHT"):
                 if name in b and b[name].data is not None:
                     np.testing.assert_array_equal(np.isnan(a[name].data), np.isnan(b[name].data), err_msg=key)
                     np.testing.assert_allclose(a[name].data, b[name].data, rtol=1e-6, atol=1e-7, equal_nan=True,

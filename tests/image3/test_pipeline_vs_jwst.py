@@ -43,6 +43,7 @@ class Products:
     i2d: Path
     catalog: Path
     crf: list[Path]
+    segm: Path
 
 
 def _association(reduced, folder: Path, members: list[Path]) -> Path:
@@ -75,14 +76,16 @@ def theirs(reduced, association: Path, tmp_path_factory: pytest.TempPathFactory)
     with pytest.MonkeyPatch.context() as mp:
         i2d = run_official_image3(association, reduced.program.reference_files, out, mp,
                                   refcat=reduced.program.refcat, source_catalog=CATALOG_APERTURES)
-    return Products(i2d, Path(str(i2d).replace("_i2d.fits", "_cat.ecsv")), sorted(out.glob("*_crf.fits")))
+    return Products(i2d, Path(str(i2d).replace("_i2d.fits", "_cat.ecsv")), sorted(out.glob("*_crf.fits")),
+                    Path(str(i2d).replace("_i2d.fits", "_segm.fits")))
 
 
 def _products(urls: list[str]) -> Products:
     i2d = [Path(u) for u in urls if u.endswith("_i2d.fits")]
     cat = [Path(u) for u in urls if u.endswith("_cat.ecsv")]
-    assert len(i2d) == 1 and len(cat) == 1, urls
-    return Products(i2d[0], cat[0], sorted(Path(u) for u in urls if u.endswith("_crf.fits")))
+    segm = [Path(u) for u in urls if u.endswith("_segm.fits")]
+    assert len(i2d) == 1 and len(cat) == 1 and len(segm) == 1, urls
+    return Products(i2d[0], cat[0], sorted(Path(u) for u in urls if u.endswith("_crf.fits")), segm[0])
 
 
 def _well_covered(wht: np.ndarray) -> np.ndarray:
@@ -252,10 +255,23 @@ def test_exposures_without_overlap(reduced, tmp_path: Path) -> None:
     assert covered.sum() < 0.1 * covered.size
 
 
-# Columns that legitimately differ: the time each pipeline wrote its crf files, and the
-# association's pool and table names, which jwst's ModelLibrary puts in every exposure's
-# metadata but jwdask's association runner does not pass to the exposures.
-HDRTAB_UNCOMPARED = {"DATE", "ASNPOOL", "ASNTABLE"}
+# The column that legitimately differs: the time each pipeline wrote its crf files.
+HDRTAB_UNCOMPARED = {"DATE"}
+
+
+@pytest.mark.reference
+def test_association_keywords_match_jwst(reduced, ours: Products, theirs: Products) -> None:
+    """ASNPOOL and ASNTABLE (the association's pool and file name) as jwst writes them in the
+    i2d, segm and crf primary headers and in every HDRTAB row."""
+    pool = json.loads(reduced.program.image3_asn.read_text())["asn_pool"]
+    table = reduced.program.image3_asn.name
+    pairs = [(ours.i2d, theirs.i2d), (ours.segm, theirs.segm), *zip(ours.crf, theirs.crf, strict=True)]
+    for a, b in pairs:
+        ha, hb = fits.getheader(a), fits.getheader(b)
+        assert (ha["ASNPOOL"], ha["ASNTABLE"]) == (hb["ASNPOOL"], hb["ASNTABLE"]) == (pool, table), a.name
+    ta, tb = fits.getdata(ours.i2d, "HDRTAB"), fits.getdata(theirs.i2d, "HDRTAB")
+    for name, value in (("ASNPOOL", pool), ("ASNTABLE", table)):
+        assert list(ta[name]) == list(tb[name]) == [value] * 4, name
 
 
 def _same(a: object, b: object) -> bool:
