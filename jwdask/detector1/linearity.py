@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
-from astropy.io import fits
 
 from jwdask.detector1._ramp import exposure, require_ramp
 from jwdask.errors import InputError, ReferenceFileError
@@ -32,11 +31,7 @@ def linearity(ds: xr.Dataset, refs: Any) -> xr.Dataset:
     """Apply the linearity correction to ``sci`` [DN] (no parameters): group-level, or
     read-level when the reference has INV_COEFFS and the exposure averages NFRAMES > 1 frames."""
     require_ramp(ds, "linearity")
-    try:
-        ref, name = reference(refs, "linearity", ds)
-    except ValueError as exc:  # xarray cannot align COEFFS and INV_COEFFS of different lengths
-        _check_coefficient_counts(refs.path("linearity", ds.attrs.get("meta", {})), exc)
-        raise
+    ref, name = reference(refs, "linearity", ds)
     if ref is None:
         return skipped(ds, "linearity", "no linearity reference", ref_files={"linearity": name})
     coeffs = _coefficients(ref, "coeffs", name)
@@ -72,29 +67,6 @@ def _coefficients(ref: xr.Dataset, var: str, name: str) -> xr.DataArray:
         msg = f"{name}: {var.upper()} has shape {tuple(values.shape)} over the exposure's pixels; {EXPECTED_SHAPE}"
         raise ReferenceFileError("linearity", msg)
     return values.astype(np.float32)
-
-
-def _check_coefficient_counts(path: str | None, exc: Exception) -> None:
-    """Turn a reference whose COEFFS and INV_COEFFS differ in length into a clear error: a
-    ReferenceFileError for fewer than 2 inverse coefficients, else NotImplementedError (jwst
-    accepts differing counts; jwdask's reference reader gives both HDUs one ``coeff`` axis)."""
-    try:
-        shapes = {hdu: _hdu_shape(fits.getheader(str(path), hdu)) for hdu in ("COEFFS", "INV_COEFFS")}
-    except (OSError, KeyError, TypeError):
-        return
-    if len(shapes["INV_COEFFS"]) != 3 or shapes["INV_COEFFS"][0] < 2:
-        msg = f"{path}: INV_COEFFS has shape {shapes['INV_COEFFS']}; {EXPECTED_SHAPE}"
-        raise ReferenceFileError("linearity", msg) from exc
-    if len(shapes["COEFFS"]) == 3 and shapes["COEFFS"][0] != shapes["INV_COEFFS"][0]:
-        msg = (f"{path}: COEFFS has {shapes['COEFFS'][0]} coefficients and INV_COEFFS "
-               f"{shapes['INV_COEFFS'][0]}; references with differing counts are not implemented in "
-               "jwdask's reference reader")
-        raise NotImplementedError(msg) from exc
-
-
-def _hdu_shape(header: fits.Header) -> tuple[int, ...]:
-    """Numpy shape of an image HDU from its NAXISn keywords."""
-    return tuple(int(header[f"NAXIS{i}"]) for i in range(int(header["NAXIS"]), 0, -1))
 
 
 def _has_read_times(ds: xr.Dataset) -> bool:

@@ -25,7 +25,7 @@ from jwdask.refs.selectors import (
 
 log = logging.getLogger(__name__)
 
-COEFF_HDUS = frozenset({"COEFFS", "INV_COEFFS"})
+COEFF_HDUS = {"COEFFS": "coeff", "INV_COEFFS": "inv_coeff"}
 KERNEL_REFTYPES = frozenset({"ipc"})
 FULL_FRAME = {"MIRI": (1024, 1032)}
 """Full-frame ``(ny, nx)`` of instruments whose detectors are not 2048 x 2048."""
@@ -128,7 +128,7 @@ def image_dims(reftype: str, hdu: str, ndim: int) -> tuple[str, ...]:
     Returns
     -------
     tuple of str
-        ``(y, x)``; 3-D: ``coeff`` (COEFFS/INV_COEFFS), ``group`` (dark SCI/ERR) or ``plane``
+        ``(y, x)``; 3-D: ``coeff`` (COEFFS), ``inv_coeff`` (INV_COEFFS; the counts may differ), ``group`` (dark SCI/ERR) or ``plane``
         first; 4-D: ``(integration, group, y, x)`` (a MIRI dark's DQ: ``(integration,
         dq_plane, y, x)``), or ``(ky, kx, y, x)`` for a per-pixel ipc.
     """
@@ -136,7 +136,7 @@ def image_dims(reftype: str, hdu: str, ndim: int) -> tuple[str, ...]:
         return ("y", "x")
     if ndim == 3:
         if hdu in COEFF_HDUS:
-            lead = "coeff"
+            lead = COEFF_HDUS[hdu]
         elif reftype == "dark" and hdu in ("SCI", "ERR"):
             lead = "group"
         else:

@@ -147,7 +147,7 @@ def test_open_dims_by_hdu(tmp_path: Path, meta: dict) -> None:
     write_ref(tmp_path / "dark.fits", "dark", shape=(4, 60, 80))
     provider = RefProvider(refs_dir=tmp_path)
     lin = provider.open("linearity", meta)
-    assert lin.coeffs.dims == ("coeff", "y", "x") and lin.inv_coeffs.dims == ("coeff", "y", "x")
+    assert lin.coeffs.dims == ("coeff", "y", "x") and lin.inv_coeffs.dims == ("inv_coeff", "y", "x")
     dark = provider.open("dark", meta)
     assert dark.sci.dims == ("group", "y", "x") and dark.dq.dims == ("y", "x")
 
