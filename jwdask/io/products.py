@@ -333,8 +333,10 @@ def _commit(tmp: str, final: str, _stored: Any) -> str:
 class FitsBlockTarget:
     """A ``da.store`` target: one image HDU's data region in a FITS file on a shared disk.
 
-    Each block is encoded to big-endian (with the BZERO sign flip for unsigned types)
-    and written at its place in the file by the task that computed it.
+    Each block is encoded to big-endian (with the BZERO sign flip for unsigned types) and
+    written at its place in the file by the task that computed it, with one ``pwrite`` per
+    contiguous run of the block on disk (the whole block when it spans the trailing axes;
+    else one per row): no memory map to flush.
     """
 
     path: str
@@ -344,10 +346,24 @@ class FitsBlockTarget:
     mask: int
 
     def __setitem__(self, key: tuple[slice, ...], value: np.ndarray) -> None:
-        mm = np.memmap(self.path, dtype=self.disk, mode="r+", offset=self.offset, shape=self.shape)
-        mm[key] = encode(value, np.dtype(self.disk), self.mask)
-        mm.flush()
-        del mm
+        data = np.ascontiguousarray(encode(value, np.dtype(self.disk), self.mask))
+        if data.ndim == 0 or data.size == 0:
+            return
+        starts = [0 if k.start is None else int(k.start) for k in key]
+        # axes from `lead` on are written in one run: all full but the first of them
+        lead = data.ndim - 1
+        while lead > 0 and data.shape[lead] == self.shape[lead]:
+            lead -= 1
+        strides = np.cumprod((1, *self.shape[::-1][:-1]))[::-1]
+        itemsize = data.dtype.itemsize
+        fd = os.open(self.path, os.O_WRONLY)
+        try:
+            for index in np.ndindex(*data.shape[:lead]):
+                position = sum((s + i) * int(st) for s, i, st in zip(starts, index, strides, strict=False))
+                position += starts[lead] * int(strides[lead])
+                os.pwrite(fd, data[index].tobytes(), self.offset + position * itemsize)
+        finally:
+            os.close(fd)
 
 
 def encode(value: np.ndarray, disk: np.dtype, mask: int) -> np.ndarray:
