@@ -1,6 +1,7 @@
 """Benchmark: jwdask Image3 against jwst's on the same simulated 8-exposure program.
 
-An 8-exposure variant of the simulator's ``small`` preset (SUB400P, eight dithers) is made
+An 8-exposure variant of the simulator's ``small`` preset (SUB400P, eight dithers; ``--base full``:
+the 2048 x 2048 ``full`` preset with the same dithers) is made
 once (kept in ``--workdir``) and reduced to ``_cal`` files with jwdask Detector1 + Image2.
 Then, each in its own subprocess tree with one thread per worker:
 
@@ -62,17 +63,17 @@ DITHERS = ((0.0, 0.0), (1.2, 0.9), (-0.8, 1.5), (0.6, -1.3), (2.1, -0.4), (-1.7,
 """Offsets [arcsec] of the eight exposures (the ``small`` preset's four plus four more)."""
 
 
-def preset() -> Any:
-    """The ``small`` preset with eight dithers."""
+def preset(base: str = "small") -> Any:
+    """The ``base`` preset (``small``: SUB400P, ``full``: 2048 x 2048) with eight dithers."""
     from jwdask.simulate import PRESETS
 
-    return dataclasses.replace(PRESETS["small"], name="small8", dithers=DITHERS)
+    return dataclasses.replace(PRESETS[base], name=f"{base}8", dithers=DITHERS)
 
 
-def prepare(workdir: Path, seed: int) -> dict[str, Any]:
+def prepare(workdir: Path, seed: int, base: str = "small") -> dict[str, Any]:
     """Simulate the program and make its cal files with jwdask (both reused when in
     ``workdir``); return the job description the children read."""
-    job_file = workdir / "small8_job.json"
+    job_file = workdir / f"{base}8_job.json"
     if job_file.exists():
         print(f"reusing the simulated program and cal files in {workdir}")
         return json.loads(job_file.read_text())
@@ -83,13 +84,14 @@ def prepare(workdir: Path, seed: int) -> dict[str, Any]:
     from jwdask.simulate import simulate_program
 
     start = time.perf_counter()
-    prog = simulate_program(preset(), workdir / "small8", seed=seed)
-    print(f"simulated 8 SUB400P exposures in {time.perf_counter() - start:.0f} s")
+    prog = simulate_program(preset(base), workdir / f"{base}8", seed=seed)
+    print(f"simulated 8 {preset(base).subarray} exposures in {time.perf_counter() - start:.0f} s")
     start = time.perf_counter()
-    cal_dir = workdir / "cal"
+    cal_dir = workdir / f"{base}8_cal"
     refs = RefProvider(refs_dir=str(prog.refs_dir))
     with cluster.client(None, n_workers=2, dashboard=False):
-        rates = run_pipeline(Pipeline.load("detector1"), [str(p) for p in prog.uncal], str(workdir / "rate"), refs)
+        rates = run_pipeline(Pipeline.load("detector1"), [str(p) for p in prog.uncal], str(workdir / f"{base}8_rate"),
+                             refs, tile=1024)
         urls = run_pipeline(Pipeline.load("image2").with_params(resample={"skip": True}),
                             [u for u in rates if u.endswith("_rate.fits")], str(cal_dir), refs)
     cals = sorted(u for u in urls if u.endswith("_cal.fits"))
@@ -297,10 +299,11 @@ KINDS = {"threads": "thread workers", "processes": "worker processes"}
 default) and ``processes=True``."""
 
 
-def compare(workdir: Path, tile: int, seed: int, parts: tuple[str, ...] = ("resample", "stage")) -> None:
+def compare(workdir: Path, tile: int, seed: int, parts: tuple[str, ...] = ("resample", "stage"),
+            base: str = "small") -> None:
     """Resample alone (1 and 2 workers) and/or the whole stage, jwdask (thread workers and
     worker processes) vs jwst; print the results."""
-    job = prepare(workdir, seed)
+    job = prepare(workdir, seed, base)
     children: dict[str, dict[str, list[str]]] = {"resample": {}, "stage": {}}
     for kind, text in KINDS.items():
         flag = ["--processes"] if kind == "processes" else []
@@ -320,7 +323,7 @@ def compare(workdir: Path, tile: int, seed: int, parts: tuple[str, ...] = ("resa
                                             ("whole stage", "jwdask Image3", "jwst Image3Pipeline"))}
         pairs = {what: pair for what, pair in pairs.items() if pair[0] in runs}
         agree = {what: compare_i2d(runs[ours]["i2d"], runs[theirs]["i2d"]) for what, (ours, theirs) in pairs.items()}
-    print(f"== Image3 on 8 dithered SUB400P exposures (simulated 'small' with 8 dithers); jwdask tile {tile} ==")
+    print(f"== Image3 on 8 dithered exposures (simulated '{base}' with 8 dithers); jwdask tile {tile} ==")
     for label, run in runs.items():
         print(_line(label, run))
     for what, (ours, theirs) in pairs.items():
@@ -367,6 +370,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--scale", type=int, nargs="?", const=60, help="drizzle this many synthesized exposures")
     parser.add_argument("--scale-source", help="the cal file the --scale exposures are made from")
+    parser.add_argument("--base", choices=("small", "full"), default="small",
+                        help="the preset given 8 dithers: small (SUB400P, default) or full (2048 x 2048)")
     parser.add_argument("--only", choices=("resample", "stage"),
                         help="compare only resample alone (1 and 2 workers) or only the whole stage")
     parser.add_argument("--child", choices=("jwdask-resample", "jwdask-stage", "jwst-resample", "jwst-stage", "scale"))
@@ -387,7 +392,7 @@ def main() -> None:
         if args.scale:
             scale(folder, args.scale, args.scale_source, args.tile, args.seed)
         else:
-            compare(folder, args.tile, args.seed, (args.only,) if args.only else ("resample", "stage"))
+            compare(folder, args.tile, args.seed, (args.only,) if args.only else ("resample", "stage"), args.base)
 
 
 if __name__ == "__main__":

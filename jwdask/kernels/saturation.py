@@ -174,7 +174,9 @@ def flag_saturation(
 def _forward(sci: np.ndarray, gdq: np.ndarray, thresh: np.ndarray, n: int,
              sat: np.uint8, low_flag: np.uint8) -> None:
     """Pass 1 on one integration ``(group, y, x)``; updates ``gdq`` (a private copy) in place."""
-    ever = np.logical_or.accumulate(sci >= thresh, axis=0)
+    ever = sci >= thresh
+    for g in range(1, ever.shape[0]):  # a running OR over groups (ufunc.accumulate is 20x slower)
+        np.logical_or(ever[g], ever[g - 1], out=ever[g])
     np.bitwise_or(gdq, sat, out=gdq, where=ever)
     np.bitwise_or(gdq, low_flag, out=gdq, where=sci <= 0)
     if n > 0:
