@@ -10,7 +10,8 @@ With ``refpix_algorithm="sirs"``, near-IR full frames whose ``sirskernel`` refer
 their detector replace the side running median by the SIRS convolution
 (:mod:`jwdask.kernels.refpix_sirs`), measured on the same border strips; otherwise, as jwst,
 the running median is used.
-MIRI exposures go to :func:`jwdask.detector1.refpix_miri.refpix_miri`.
+MIRI exposures go to :func:`jwdask.detector1.refpix_miri.refpix_miri`; NIRSpec IRS2 frames
+(wider than the detector, as jwst's ``is_irs2``) to :func:`jwdask.detector1.refpix_irs2.refpix_irs2`.
 """
 
 from __future__ import annotations
@@ -71,8 +72,13 @@ def refpix(ds: xr.Dataset, refs: Any, *, odd_even_columns: bool = True, use_side
         Running-median window [rows] of the side reference signal (>= 2).
     side_gain : float
         Factor applied to the side reference signal.
-    odd_even_rows, ovr_corr_mitigation_ftr, preserve_irs2_refpix, irs2_mean_subtraction : Any
-        NIRSpec IRS2 parameters (MIRI: ``odd_even_rows``).
+    odd_even_rows : bool
+        MIRI: separate reference levels for even and odd rows.
+    ovr_corr_mitigation_ftr, preserve_irs2_refpix, irs2_mean_subtraction : float, bool, bool
+        NIRSpec IRS2 frames: outlier threshold [standard deviations] of the interleaved reference
+        pixels, keep them (3200 x 2048 out), subtract the top/bottom reference means first (with
+        ``odd_even_columns`` and ``siglimit``; no side pixels); see
+        :func:`jwdask.detector1.refpix_irs2.refpix_irs2`.
     refpix_algorithm : {"median", "sirs"}
         Side-pixel algorithm of near-IR full frames: running median, or the SIRS convolution
         with the ``sirskernel`` reference (running median when it is N/A or lacks the detector).
@@ -91,9 +97,14 @@ def refpix(ds: xr.Dataset, refs: Any, *, odd_even_columns: bool = True, use_side
     if instrument == "MIRI":
         module = importlib.import_module("jwdask.detector1.refpix_miri")
         return module.refpix_miri(ds, refs, odd_even_rows=odd_even_rows)
-    if str(keywords.get(meta, "exposure.readpatt", "")).upper().startswith("NRSIRS2"):
-        msg = "refpix: NIRSpec IRS2 readouts are not implemented in jwdask"
-        raise NotImplementedError(msg)
+    if max(ds.sizes["y"], ds.sizes["x"]) > DETECTOR_SIZE:
+        module = importlib.import_module("jwdask.detector1.refpix_irs2")
+        if irs2_mean_subtraction and use_side_ref_pixels:
+            log.info("refpix: side reference pixels are not used for IRS2 data")
+        return module.refpix_irs2(ds, refs, ovr_corr_mitigation_ftr=ovr_corr_mitigation_ftr,
+                                  preserve_irs2_refpix=preserve_irs2_refpix,
+                                  irs2_mean_subtraction=irs2_mean_subtraction,
+                                  odd_even_columns=odd_even_columns, siglimit=siglimit)
     if refpix_algorithm not in ("median", "sirs"):
         msg = f"refpix: refpix_algorithm must be 'median' or 'sirs', got {refpix_algorithm!r}"
         raise ParameterError(msg)

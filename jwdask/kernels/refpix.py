@@ -34,7 +34,8 @@ With ``refpix_algorithm="sirs"`` (full frames) the side running median is replac
 SIRS convolution of :mod:`jwdask.kernels.refpix_sirs`, whose correction varies per detector row
 and amplifier (:attr:`NirCorrections.per_amplifier`; :func:`expand_amplifiers`).
 
-IRS2 readouts, MIRI and multistripe subarrays are not implemented.
+IRS2 frames are corrected by :mod:`jwdask.kernels.refpix_irs2`; this "median" algorithm on them
+(jwst's ``irs2_mean_subtraction``), MIRI and multistripe subarrays are not implemented here.
 """
 
 from __future__ import annotations
@@ -343,7 +344,8 @@ def correct_nir(
     Raises
     ------
     NotImplementedError
-        For windows wider than the detector (IRS2), and "sirs" on a subarray.
+        For windows wider than the detector (IRS2: see :mod:`jwdask.kernels.refpix_irs2`), and
+        "sirs" on a subarray.
     ValueError
         If a subarray window does not fit on the detector (jwst skips the step then), for bad
         axis keywords, for ``side_smoothing_length < 2`` where side pixels are used, or for
@@ -435,7 +437,8 @@ def measure_nir(
         raise ValueError(msg)
     ny, nx = sci.shape[-2:]
     if ny > DETECTOR_SIZE or nx > DETECTOR_SIZE:
-        msg = f"refpix for {ny} x {nx} (IRS2) readouts is not implemented in jwdask"
+        msg = (f"the traditional reference means of {ny} x {nx} (IRS2) frames (jwst irs2_mean_subtraction) are not "
+               "implemented in jwdask; the IRS2 correction itself is jwdask.kernels.refpix_irs2")
         raise NotImplementedError(msg)
     is_subarray = ny < DETECTOR_SIZE or nx < DETECTOR_SIZE
     y0, x0 = origin if is_subarray else (0, 0)
