@@ -106,8 +106,6 @@ def test_unimplemented_and_bad_options(case: Case) -> None:
     for option in ("save_mask", "save_background", "save_noise"):
         with pytest.raises(NotImplementedError, match=option):
             clean_flicker_noise(case.noisy, case.refs, **{option: True})
-    with pytest.raises(NotImplementedError, match="median_image"):
-        clean_flicker_noise(case.noisy, case.refs, background_method="median_image")
     with pytest.raises(ParameterError, match="fit_method"):
         clean_flicker_noise(case.noisy, case.refs, fit_method="poly")
     # jwst allows fft for NIRSpec spectra only: other exposures are marked FAILED, data unchanged
