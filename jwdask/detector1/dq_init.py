@@ -1,7 +1,9 @@
 """dq_init: start the data-quality arrays from the MASK reference and make the ramp float32.
 
 ``pixeldq = MASK.dq [| user_supplied_dq]``; every group of a DO_NOT_USE pixel gets DO_NOT_USE
-in ``groupdq``; ``sci`` [DN] becomes float32 (the raw cube is uint16).
+in ``groupdq``; ``sci`` [DN] becomes float32 (the raw cube is uint16). A NIRSpec IRS2 exposure
+(3200 rows) takes a MASK in the IRS2 layout, applied to every row as jwst does
+(:mod:`jwdask.refs.irs2_layout`).
 """
 
 from __future__ import annotations

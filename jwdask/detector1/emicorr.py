@@ -156,7 +156,7 @@ def _sequential(ds: xr.Dataset, waves: list[tuple[float, np.ndarray | None]], *,
         nb = 500 if nb > 501 else nb
         cleaned = [dask.delayed(seq.cleaned_frames)(as_delayed(sci.data[i]))
                    for i in range(min(nints_to_phase, nints))]
-        kw = dict(nsamples=nsamples, rowclocks=rowclocks, frameclocks=gap, late_block=late, period=period)
+        kw = {"nsamples": nsamples, "rowclocks": rowclocks, "frameclocks": gap, "late_block": late, "period": period}
         table = dask.delayed(_table)(cleaned, refwave, scale_reference=scale_reference, nbins=nb,
                                      ngroups=ngroups, **kw)
         out = map_tiles(seq.subtract_table, [sci, rows, cols], {"sci": (sci.dims, np.float32)}, like=sci,

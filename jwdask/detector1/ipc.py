@@ -3,7 +3,8 @@
 The IPC reference holds the (deconvolution) kernel: a small 2-D ``k[ky, kx]`` for every pixel,
 or a per-pixel 4-D ``k[ky, kx, y, x]`` (NIRSpec). Reference pixels are unchanged and count as 0
 in the sums. Per (y, x) tile with a halo of half the kernel size; a 4-D reference is read per
-tile, never whole. Bit-identical to jwst 3.0.
+tile, never whole. NIRSpec IRS2 frames are corrected on their normal rows as a 2048 x 2048 frame
+(interleaved reference rows unchanged). Bit-identical to jwst 3.0.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import xarray as xr
 from jwdask.detector1._ramp import require_ramp
 from jwdask.errors import ReferenceFileError
 from jwdask.kernels.ipc import correct_ipc, halo_depth, reference_pixel_mask
-from jwdask.refs import cut_to
+from jwdask.refs import cut_to, irs2_layout
 from jwdask.steps import completed, skipped
 from jwdask.tiles import map_tiles
 
@@ -30,7 +31,10 @@ MAX_AXIS = 2048
 
 
 def ipc(ds: xr.Dataset, refs: Any) -> xr.Dataset:
-    """Apply the IPC correction to ``sci`` [DN] (no parameters); 2-D or per-pixel 4-D kernels."""
+    """Apply the IPC correction to ``sci`` [DN] (no parameters); 2-D or per-pixel 4-D kernels.
+
+    NIRSpec IRS2 frames (3200 x 2048) are corrected on their 2048 x 2048 normal rows, as jwst does.
+    """
     require_ramp(ds, "ipc")
     if refs is None:
         raise ReferenceFileError("ipc", "no reference provider was given (pass refs=RefProvider(...))")
@@ -38,10 +42,21 @@ def ipc(ds: xr.Dataset, refs: Any) -> xr.Dataset:
     if refs.path("ipc", meta) is None:
         return skipped(ds, "ipc", "no ipc reference", ref_files={"ipc": "N/A"})
     name = refs.record("ipc", meta)
-    if max(ds.sizes["y"], ds.sizes["x"]) > MAX_AXIS:
-        msg = (f"ipc: IRS2-format exposures ({ds.sizes['y']} x {ds.sizes['x']} pixels, NIRSpec IRS2 "
-               "readout) are not implemented in jwdask")
+    if not irs2_layout.is_irs2(ds.sci.shape):
+        return completed(ds, "ipc", {"sci": _corrected(ds, refs, name)}, ref_files={"ipc": name})
+    if ds.sizes["x"] > MAX_AXIS:
+        msg = (f"ipc: IRS2-format exposures must be in DMS orientation (3200 rows x 2048 columns); "
+               f"{ds.sizes['y']} x {ds.sizes['x']} pixels (the long axis along x) is not implemented in jwdask")
         raise NotImplementedError(msg)
+    rows = irs2_layout.exposure_rows(ds, "ipc")
+    normal = irs2_layout.normal_dataset(ds, rows, ("sci",))
+    sci = irs2_layout.insert_normal(ds.sci, _corrected(normal, refs, name), rows)
+    return completed(ds, "ipc", {"sci": sci}, ref_files={"ipc": name})
+
+
+def _corrected(ds: xr.Dataset, refs: Any, name: str) -> xr.DataArray:
+    """``ds.sci`` [DN] convolved with the IPC reference, lazily (``ds`` not IRS2)."""
+    meta = ds.attrs.get("meta", {})
     chunks = {d: ds.chunks[d] for d in ("y", "x")}
     try:
         ref = refs.open("ipc", meta, tile=(max(chunks["y"]), max(chunks["x"])))
@@ -63,8 +78,9 @@ def ipc(ds: xr.Dataset, refs: Any) -> xr.Dataset:
         log.info("ipc: per-pixel kernel %s x %s from %s", kernel.sizes["ky"], kernel.sizes["kx"], name)
         corrected = map_tiles(_correct, [ds.sci, refmask, per_pixel], out_spec, like=ds.sci, depth=depth,
                               name="ipc")
-    corrected["sci"].attrs = dict(ds.sci.attrs)
-    return completed(ds, "ipc", corrected, ref_files={"ipc": name})
+    sci = corrected["sci"]
+    sci.attrs = dict(ds.sci.attrs)
+    return sci
 
 
 def _kernel_of(ref: xr.Dataset, name: str) -> xr.DataArray:

@@ -1,7 +1,8 @@
 """superbias: subtract the bias frame [DN] from every group (and from ZEROFRAME).
 
 NaN bias values count as 0; the SUPERBIAS dq is OR-ed into ``pixeldq``. ZEROFRAME values of
-exactly 0 (unusable) stay 0.
+exactly 0 (unusable) stay 0. A NIRSpec IRS2 exposure (3200 rows) takes a SUPERBIAS in the IRS2
+layout, applied to every row as jwst does (:mod:`jwdask.refs.irs2_layout`).
 """
 
 from __future__ import annotations

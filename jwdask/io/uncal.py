@@ -30,6 +30,10 @@ REQUIRED_PRIMARY = (
     "DATE-OBS", "TIME-OBS",
 )
 """PRIMARY keywords without which Detector1 cannot run (formats.md §1.4)."""
+FULL_FRAME = 2048
+"""Rows and columns of a near-IR full frame [pixels]."""
+IRS2_ROWS = 3200
+"""Rows of a full-frame NIRSpec IRS2 readout in DMS orientation (SUBSIZE2 stays 2048)."""
 
 
 def open_uncal(
@@ -55,7 +59,8 @@ def open_uncal(
         ``sci (integration, group, y, x)`` uint16 [DN] backed by dask; ``zeroframe
         (integration, y, x)`` [DN] when present; ``group.*`` and ``int_times.*`` table
         variables; ``attrs["meta"]`` with the PRIMARY and SCI header metadata. ``y``/``x``
-        are full-frame 0-based detector pixel indices.
+        are full-frame 0-based detector pixel indices; a full-frame NIRSpec IRS2 readout keeps
+        its 3200 rows (``y`` 0..3199, interleaved reference rows included) while SUBSIZE2 says 2048.
 
     Raises
     ------
@@ -76,13 +81,20 @@ def open_uncal(
                          f"BITPIX={sci.bitpix} BZERO={sci.bzero:g}")
     nints = _expected_nints(url, primary)
     expected = (nints, int(primary["NGROUPS"]), int(primary["SUBSIZE2"]), int(primary["SUBSIZE1"]))
-    if sci.shape != expected:
+    if sci.shape != expected and not _irs2_rows(sci.shape, expected):
         raise InputError(url, "SCI", f"shape {sci.shape} does not match (NINTS, NGROUPS, SUBSIZE2, "
                          f"SUBSIZE1) = {expected} from the PRIMARY header")
     zeroframe = scanned.images.get("ZEROFRAME")
-    if zeroframe is not None and zeroframe.shape != (nints, *expected[2:]):
-        raise InputError(url, "ZEROFRAME", f"shape {zeroframe.shape} is not {(nints, *expected[2:])}")
+    if zeroframe is not None and zeroframe.shape != (nints, *sci.shape[2:]):
+        raise InputError(url, "ZEROFRAME", f"shape {zeroframe.shape} is not {(nints, *sci.shape[2:])}")
     return exposure_dataset(scanned, tile=tile, kind="uncal")
+
+
+def _irs2_rows(shape: tuple[int, ...], expected: tuple[int, ...]) -> bool:
+    """Whether SCI is a full-frame NIRSpec IRS2 readout: 3200 rows (interleaved reference rows
+    and the reference output included) where SUBSIZE2 says 2048, as jwst accepts."""
+    return (shape[:2] == expected[:2] and shape[2:] == (IRS2_ROWS, FULL_FRAME)
+            and expected[2:] == (FULL_FRAME, FULL_FRAME))
 
 
 def _expected_nints(url: str, primary: Any) -> int:

@@ -30,6 +30,8 @@ KERNEL_REFTYPES = frozenset({"ipc"})
 FULL_FRAME = {"MIRI": (1024, 1032)}
 """Full-frame ``(ny, nx)`` of instruments whose detectors are not 2048 x 2048."""
 NIR_FULL_FRAME = (2048, 2048)
+IRS2_ROWS = 3200
+"""Rows of an IRS2-layout NIRSpec reference (MASK, SUPERBIAS), whose SUBSIZE2 stays 2048."""
 HEADER_KEYWORDS = ("REFTYPE", "INSTRUME", "USEAFTER", "SUBARRAY", "SUBSTRT1", "SUBSTRT2",
                    "SUBSIZE1", "SUBSIZE2")
 """Keywords read from ASDF references besides the selectors and their ``P_*`` patterns."""
@@ -173,9 +175,12 @@ def _origin(reftype: str, path: str, scanned: fitsfile.ScannedFile, shape: tuple
     starts = [primary.get(k, sci.get(k)) for k in ("SUBSTRT2", "SUBSTRT1")]
     if all(s is not None for s in starts):
         sizes = [primary.get(k, sci.get(k)) for k in ("SUBSIZE2", "SUBSIZE1")]
-        if all(s is not None for s in sizes) and tuple(int(s) for s in sizes) != shape:
-            log.warning("%s: SUBSIZE2/1 %s differ from the image shape %s; using the shape",
-                        path, tuple(sizes), shape)
+        if all(s is not None for s in sizes):
+            declared = tuple(int(s) for s in sizes)
+            irs2 = declared[0] == NIR_FULL_FRAME[0] and shape[0] == IRS2_ROWS  # as jwst, silently
+            if declared != shape and not irs2:
+                log.warning("%s: SUBSIZE2/1 %s differ from the image shape %s; using the shape",
+                            path, declared, shape)
         return int(starts[0]) - 1, int(starts[1]) - 1
     expected = full_frame(str(primary.get("INSTRUME", "")))
     if shape == expected:
@@ -373,5 +378,8 @@ def cut_to(ref: xr.Dataset, ds: xr.Dataset) -> xr.Dataset:
             return f"{int(a[0])}..{int(a[-1])}" if a.size else "empty"
         msg = (f"{ref.attrs.get('path', ref.attrs.get('filename', '?'))} covers y={extent(ry)} x={extent(rx)} "
                f"(0-based full frame), exposure needs y={extent(wy)} x={extent(wx)}")
+        if wy.size > ry.size and wy.size == IRS2_ROWS:
+            msg += ("; a NIRSpec IRS2 exposure needs this reference in the IRS2 layout (3200 rows, as CRDS "
+                    "supplies for READPATT NRSIRS2*): jwst does not reformat 2048-row ones")
         raise ReferenceFileError(str(ref.attrs.get("reftype", "?")), msg)
     return ref.isel(y=ys, x=xs)
