@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import dask.array as da
 import numpy as np
 import xarray as xr
 
@@ -66,7 +67,11 @@ def _corrected(ds: xr.Dataset, refs: Any, name: str) -> xr.DataArray:
         raise ReferenceFileError("ipc", msg) from exc
     kernel = _kernel_of(ref, name)
     miri = str(meta.get("instrument", {}).get("name", "")).upper() == "MIRI"
-    refmask = xr.DataArray(reference_pixel_mask(ds.y.values, ds.x.values, miri=miri), dims=("y", "x"))
+    # built per tile from the coordinates (an in-memory mask would ride in the graph: 4 MB a frame)
+    rows = da.from_array(ds.y.values, chunks=(chunks["y"],))
+    cols = da.from_array(ds.x.values, chunks=(chunks["x"],))
+    refmask = xr.DataArray(da.blockwise(reference_pixel_mask, "yx", rows, "y", cols, "x", dtype=bool, miri=miri),
+                           dims=("y", "x"))
     out_spec = {"sci": (ds.sci.dims, np.float32)}
     depth = halo_depth(kernel.shape)
     if kernel.ndim == 2:
