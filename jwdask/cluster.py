@@ -5,9 +5,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import dask
+from dask._task_spec import Task, TaskRef, convert_legacy_graph, cull
+from dask.base import tokenize
+from dask.delayed import Delayed
+from dask.highlevelgraph import HighLevelGraph
 from distributed import Client, LocalCluster
 
 from jwdask.errors import JwdaskError
@@ -74,11 +78,43 @@ def client(scheduler: str | None = None, *, n_workers: int | None = None, thread
 def compute(*collections: object, progress: bool = False) -> tuple[object, ...]:
     """``dask.compute`` on the current backend, with a progress bar when asked.
 
+    Delayed objects are computed through :func:`single_graph` (one flat graph, culled once).
     With a ``distributed`` client the bar follows the cluster's tasks; otherwise dask's
     local progress bar is used.
     """
+    if collections and all(isinstance(c, Delayed) for c in collections):
+        graph = single_graph(collections)
+        return tuple(_compute_one(graph, progress=progress, optimize_graph=False))
+    return _compute_all(collections, progress=progress)
+
+
+def single_graph(collections: Sequence[Delayed]) -> Delayed:
+    """One Delayed whose value is the list of the values of ``collections``, on one flat graph
+    culled once.
+
+    dask culls the HighLevelGraph of Delayed objects layer by layer against the growing set of
+    the keys still needed, which is quadratic in the number of layers: on the graph of an
+    8-exposure full-frame Image3 association (59,000 layers) that took 94 s of a 219 s run.
+    """
+    keys = [c.key for c in collections]
+    merged = HighLevelGraph.merge(*[c.__dask_graph__() for c in collections])
+    dsk = convert_legacy_graph(dict(merged))
+    name = f"jwdask-results-{tokenize(*keys)}"
+    dsk[name] = Task(name, _as_list, *[TaskRef(k) for k in keys])
+    return Delayed(name, cull(dsk, [name]))
+
+
+def _as_list(*values: object) -> list[object]:
+    return list(values)
+
+
+def _compute_one(collection: object, *, progress: bool, optimize_graph: bool) -> object:
+    return _compute_all((collection,), progress=progress, optimize_graph=optimize_graph)[0]
+
+
+def _compute_all(collections: Sequence[object], *, progress: bool, optimize_graph: bool = True) -> tuple[object, ...]:
     if not progress or not sys.stderr.isatty():
-        return dask.compute(*collections)
+        return dask.compute(*collections, optimize_graph=optimize_graph)
     try:
         current = Client.current()
     except ValueError:
@@ -87,9 +123,9 @@ def compute(*collections: object, progress: bool = False) -> tuple[object, ...]:
         from dask.diagnostics import ProgressBar
 
         with ProgressBar():
-            return dask.compute(*collections)
+            return dask.compute(*collections, optimize_graph=optimize_graph)
     from distributed import progress as show_progress
 
-    futures = current.compute(list(collections))
+    futures = current.compute(list(collections), optimize_graph=optimize_graph)
     show_progress(futures)
     return tuple(current.gather(futures))

@@ -1,4 +1,5 @@
-"""map_tiles: per-tile kernels with and without halos equal the whole-array result."""
+"""map_tiles: per-tile kernels with and without halos equal the whole-array result; region
+tasks and after_blocks build graph tasks on an array's own block keys."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from jwdask.tiles import map_tiles
+from dask.highlevelgraph import HighLevelGraph
+
+from jwdask.tiles import after_blocks, map_tiles, region_task
 
 
 class Out(NamedTuple):
@@ -52,3 +55,27 @@ def test_optional_input_none():
 
     out = map_tiles(k, [sci, None], {"out": (("y", "x"), np.float64)}, like=sci)
     assert float(out["out"].sum()) == 32.0
+
+
+def test_region_task_cuts_any_window():
+    rng = np.random.default_rng(5)
+    full = rng.normal(size=(2, 23, 31))
+    arr = da.from_array(full, chunks=(2, 7, 10))
+    windows = [(0, 23, 0, 31), (3, 5, 4, 9), (6, 15, 9, 21), (7, 14, 10, 20), (22, 23, 30, 31)]
+    for n, window in enumerate(windows):
+        name = f"region-{n}"
+        graph = HighLevelGraph.from_collections(name, {(name, 0): region_task(arr, *window)}, dependencies=[arr])
+        y0, y1, x0, x1 = window
+        got = dask.get(dict(graph), (name, 0))
+        np.testing.assert_array_equal(got, full[:, y0:y1, x0:x1])
+
+
+def test_after_blocks_sees_every_block_once():
+    calls = []
+    arr = da.arange(20, chunks=3).map_blocks(lambda b: calls.append(1) or b)
+    done = after_blocks(lambda tag, blocks: (tag, np.concatenate(blocks)), "tag", arrays=[arr, arr + 1], name="all")
+    calls.clear()  # map_blocks probed the function for its meta
+    tag, values = dask.compute(done, scheduler="sync")[0]
+    assert tag == "tag"
+    np.testing.assert_array_equal(values, np.r_[np.arange(20), np.arange(20) + 1])
+    assert len(calls) == arr.numblocks[0]

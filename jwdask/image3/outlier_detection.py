@@ -31,7 +31,7 @@ import dask
 import dask.array as da
 import numpy as np
 import xarray as xr
-from dask.delayed import Delayed
+from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
 from jwdask import dqflags
@@ -57,7 +57,7 @@ from jwdask.resample.drizzle import (
 )
 from jwdask.resample.reduce import pixmap_graph
 from jwdask.steps import completed, skipped
-from jwdask.tiles import map_tiles
+from jwdask.tiles import map_tiles, region_task
 
 log = logging.getLogger(__name__)
 
@@ -416,24 +416,20 @@ def blot_median(ds: xr.Dataset, index: int, grid: OutputGrid, median: da.Array,
     nodes = stepsize_nodes(info, bbox, params)
     cmap = coarse_map(info, grid.wcs)
     map_key, map_layer = pixmap_graph(info, grid.wcs, nodes, params.pixmap_order)
-    pixmap = Delayed(map_key, HighLevelGraph.from_collections(map_key, map_layer, dependencies=()))
     ychunks, xchunks = _as_dask(ds["sci"]).chunks
     ny, nx = grid.shape
-    rows = []
-    for y0, dy in zip(itertools.accumulate((0, *ychunks[:-1])), ychunks, strict=True):
-        row = []
-        for x0, dx in zip(itertools.accumulate((0, *xchunks[:-1])), xchunks, strict=True):
+    name = f"outlier-blot-{tokenize(map_key, median.name, ychunks, xchunks)}"
+    layer: dict[Any, Any] = dict(map_layer)
+    for i, (y0, dy) in enumerate(zip(itertools.accumulate((0, *ychunks[:-1])), ychunks, strict=True)):
+        for j, (x0, dx) in enumerate(zip(itertools.accumulate((0, *xchunks[:-1])), xchunks, strict=True)):
             slab = (y0, y0 + dy, x0, x0 + dx)
             window = _patch_window(cmap, slab, (ny, nx))
             if window is None:
-                row.append(da.full((dy, dx), np.nan, dtype=np.float32))
+                layer[(name, i, j)] = (np.full, (dy, dx), np.nan, np.float32)
                 continue
-            py0, py1, px0, px1 = window
-            patch = median[py0:py1, px0:px1].rechunk(-1).to_delayed(optimize_graph=False).ravel()[0]
-            task = dask.delayed(_blot_tile, pure=True)(patch, pixmap, slab, window, (ny, nx))
-            row.append(da.from_delayed(task, shape=(dy, dx), dtype=np.float32))
-        rows.append(row)
-    return da.block(rows)
+            layer[(name, i, j)] = (_blot_tile, region_task(median, *window), map_key, slab, window, (ny, nx))
+    graph = HighLevelGraph.from_collections(name, layer, dependencies=[median])
+    return da.Array(graph, name, (ychunks, xchunks), dtype=np.float32)
 
 
 def _patch_window(cmap: Any, slab: tuple[int, int, int, int], grid_shape: tuple[int, int]

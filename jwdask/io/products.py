@@ -34,7 +34,7 @@ from jwdask.io.asdf_hdu import asdf_hdu, fits_array_stub
 from jwdask.io.fitsfile import disk_layout, scan
 from jwdask.io.tables import dataset_table, with_tables
 from jwdask.io.uncal import DEFAULT_TILE, detector_coords, header_meta, lazy_image
-from jwdask.tiles import as_delayed, block_delayed
+from jwdask.tiles import after_blocks, as_delayed
 
 log = logging.getLogger(__name__)
 
@@ -319,8 +319,7 @@ def _prepare_local(path: str, meta: dict[str, Any], spec: ProductSpec, arrays: d
     # The block tasks by their own keys: handing dask the arrays would give each a renamed,
     # separately optimized copy of its graph, and the products' shared upstream tasks (the
     # ramp fit, for rate and rateints) would run once per array.
-    blocks = [d for arr in stored for d in block_delayed(arr).ravel()]
-    return PendingWrite(final, tmp, dask.delayed(_commit, pure=False)(tmp, final, blocks))
+    return PendingWrite(final, tmp, after_blocks(_commit, tmp, final, arrays=stored, name=f"commit-{uuid.uuid4().hex}"))
 
 
 def _commit(tmp: str, final: str, _stored: Any) -> str:

@@ -43,6 +43,7 @@ from jwdask.resample.drizzle import (
     variance_sums,
 )
 from jwdask.resample.grid import OutputGrid
+from jwdask.tiles import region_task
 
 log = logging.getLogger(__name__)
 
@@ -189,9 +190,9 @@ def drizzle_mosaic(inputs: Sequence[tuple[InputInfo, Mapping[str, da.Array | Non
                 if arr is None:
                     keys.append(None)
                     continue
-                slab = arr[y0:y1, x0:x1].rechunk(-1)
-                dependencies.append(slab)
-                keys.append((slab.name, 0, 0))
+                if not any(arr is d for d in dependencies):
+                    dependencies.append(arr)
+                keys.append(region_task(arr, y0, y1, x0, x1))
             key = (f"resample-partial-{token}", info.index, t)
             layer[key] = (_partial, *keys, info_key, ov, params, map_key, visited_key)
             per_tile.setdefault(t, []).append(key)
